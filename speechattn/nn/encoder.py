@@ -1,0 +1,237 @@
+"""The truncated self-attention encoder.
+
+features -> [subsampling] -> positional encoding -> N x [pre-LN truncated MHSA + feed-forward]
+-> LayerNorm. Each layer has its own left/right context, so the total look-ahead is the sum of
+the layers' right contexts (times the subsampling factor, plus the convolution's span).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from speechattn.nn.multihead import MultiHeadSelfAttention
+from speechattn.nn.positional import (
+    POSITIONAL_KINDS,
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+)
+from speechattn.nn.subsampling import Subsampling
+
+__all__ = ["EncoderConfig", "EncoderLayer", "FeedForward", "TruncatedEncoder"]
+
+_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+
+
+@dataclass
+class EncoderConfig:
+    """Hyper-parameters of :class:`TruncatedEncoder` (the ``model.encoder`` block of a recipe).
+
+    ``left_context`` / ``right_context`` are one value for every layer or a list with one
+    value per layer; ``None`` means unlimited (full attention on that side).
+    """
+
+    input_dim: int = 80
+    d_model: int = 256
+    num_heads: int = 4
+    num_layers: int = 6
+    ffn_dim: int = 1024
+    left_context: int | None | list[int | None] = 32
+    right_context: int | None | list[int | None] = 8
+    subsampling: int = 1
+    subsampling_channels: int = 64
+    positional: str = "rotary"
+    max_len: int = 4096
+    dropout: float = 0.1
+    activation: str = "gelu"
+
+    def __post_init__(self) -> None:
+        for name in ("input_dim", "d_model", "num_heads", "num_layers", "ffn_dim", "subsampling_channels", "max_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        if self.subsampling not in (1, 2, 4):
+            raise ValueError(f"subsampling must be 1, 2 or 4, got {self.subsampling}")
+        if self.positional not in POSITIONAL_KINDS:
+            raise ValueError(f"positional must be one of {list(POSITIONAL_KINDS)}, got {self.positional!r}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        self.layer_contexts()  # validates the per-layer lists
+
+    def layer_contexts(self) -> list[tuple[int | None, int | None]]:
+        """(left, right) of each layer."""
+        out = []
+        for name in ("left_context", "right_context"):
+            value = getattr(self, name)
+            values = list(value) if isinstance(value, (list, tuple)) else [value] * self.num_layers
+            if len(values) != self.num_layers:
+                raise ValueError(f"{name} has {len(values)} values for {self.num_layers} layers")
+            for v in values:
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                    raise ValueError(f"{name} values must be non-negative ints or None, got {v!r}")
+            out.append(values)
+        return list(zip(out[0], out[1]))
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward: Linear -> activation -> dropout -> Linear -> dropout."""
+
+    def __init__(self, d_model: int, ffn_dim: int, dropout: float = 0.0, activation: str = "gelu") -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, ffn_dim),
+            _ACTIVATIONS[activation](),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_dim, d_model),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (..., d_model) -> (..., d_model)."""
+        return self.net(x)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LayerNorm block: ``x + MHSA(LN(x))`` then ``x + FFN(LN(x))``."""
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        ffn_dim: int,
+        left_context: int | None,
+        right_context: int | None,
+        dropout: float = 0.1,
+        rotary: bool = True,
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(d_model)
+        self.attn = MultiHeadSelfAttention(d_model, num_heads, left_context, right_context, dropout, rotary=rotary)
+        self.ffn_norm = nn.LayerNorm(d_model)
+        self.ffn = FeedForward(d_model, ffn_dim, dropout, activation)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """x: (batch, time, d_model) -> (batch, time, d_model)."""
+        x = x + self.attn(self.attn_norm(x), lengths)
+        return x + self.ffn(self.ffn_norm(x))
+
+    def finish(self, x: Tensor, attended: Tensor) -> Tensor:
+        """Residual + feed-forward after attention computed elsewhere (used by streaming)."""
+        x = x + attended
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class TruncatedEncoder(nn.Module):
+    """Truncated multi-head self-attention encoder: ``(features, lengths) -> (output, output_lengths)``.
+
+    Args:
+        input_dim: feature dimension F.
+        d_model: model dimension D.
+        num_heads: attention heads.
+        num_layers: number of blocks.
+        ffn_dim: hidden size of the feed-forward networks.
+        left_context: past frames each frame attends to (int, None, or one per layer).
+        right_context: future frames each frame attends to (int, None, or one per layer).
+        subsampling: time subsampling factor of the input projection (1, 2 or 4).
+        subsampling_channels: Conv2d channels of the subsampling.
+        positional: ``"rotary"`` (relative, default), ``"sinusoidal"``, ``"learned"`` or ``"none"``.
+        max_len: positions of the ``"learned"`` encoding.
+        dropout: dropout rate.
+        activation: feed-forward activation (``"gelu"``, ``"relu"``, ``"silu"``).
+
+    Cost and memory are linear in the number of frames when every layer's contexts are finite.
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 80,
+        d_model: int = 256,
+        num_heads: int = 4,
+        num_layers: int = 6,
+        ffn_dim: int = 1024,
+        left_context: int | None | list[int | None] = 32,
+        right_context: int | None | list[int | None] = 8,
+        subsampling: int = 1,
+        subsampling_channels: int = 64,
+        positional: str = "rotary",
+        max_len: int = 4096,
+        dropout: float = 0.1,
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        self.config = EncoderConfig(
+            input_dim=input_dim, d_model=d_model, num_heads=num_heads, num_layers=num_layers, ffn_dim=ffn_dim,
+            left_context=left_context, right_context=right_context, subsampling=subsampling,
+            subsampling_channels=subsampling_channels, positional=positional, max_len=max_len,
+            dropout=dropout, activation=activation,
+        )
+        self.input_dim = input_dim
+        self.d_model = d_model
+        self.subsampling = Subsampling(input_dim, d_model, subsampling, subsampling_channels)
+        if positional == "sinusoidal":
+            self.positional: nn.Module | None = SinusoidalPositionalEncoding(d_model)
+        elif positional == "learned":
+            self.positional = LearnedPositionalEncoding(d_model, max_len)
+        else:
+            self.positional = None
+        self.input_dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            EncoderLayer(d_model, num_heads, ffn_dim, left, right, dropout, positional == "rotary", activation)
+            for left, right in self.config.layer_contexts()
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    @classmethod
+    def from_config(cls, config: EncoderConfig) -> "TruncatedEncoder":
+        """Build from an :class:`EncoderConfig`."""
+        return cls(**{f: getattr(config, f) for f in config.__dataclass_fields__})
+
+    @property
+    def output_dim(self) -> int:
+        return self.d_model
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """(batch,) input frame counts -> (batch,) output frame counts."""
+        return self.subsampling.output_lengths(lengths)
+
+    def embed(self, features: Tensor, lengths: Tensor | None = None, offset: int = 0) -> tuple[Tensor, Tensor | None]:
+        """Subsampling + positional encoding: (batch, time, F) -> ((batch, time', D), lengths')."""
+        x, out_lengths = self.subsampling(features, lengths)
+        if self.positional is not None:
+            x = self.positional(x, offset)
+        return self.input_dropout(x), out_lengths
+
+    def forward(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Encode a padded batch.
+
+        Args:
+            features: (batch, time, input_dim).
+            lengths: (batch,) valid frames per utterance (``None``: all ``time`` frames).
+
+        Returns:
+            (output, output_lengths): (batch, time', d_model) with zeros at padded frames, and
+            (batch,) valid output frames (``time' = time`` unless subsampling).
+        """
+        if features.dim() != 3 or features.shape[-1] != self.input_dim:
+            raise ValueError(f"expected (batch, time, {self.input_dim}) features, got {tuple(features.shape)}")
+        if lengths is None:
+            lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
+        x, out_lengths = self.embed(features, lengths)
+        assert out_lengths is not None
+        for layer in self.layers:
+            x = layer(x, out_lengths)
+        x = self.norm(x)
+        valid = torch.arange(x.shape[1], device=x.device)[None, :] < out_lengths[:, None]
+        return x * valid[..., None].to(x.dtype), out_lengths
+
+    def stream(self) -> "EncoderStream":
+        """A fresh streaming session (see :class:`speechattn.nn.streaming.EncoderStream`)."""
+        from speechattn.nn.streaming import EncoderStream
+
+        return EncoderStream(self)

@@ -1,0 +1,158 @@
+"""Chunk-by-chunk inference of :class:`~speechattn.nn.encoder.TruncatedEncoder`.
+
+The stream gives exactly the offline outputs (up to float rounding): every layer keeps
+
+- the keys/values of the last ``left_context`` frames it has already answered (the cache), and
+- the queries of the frames still waiting for ``right_context`` future frames.
+
+A frame of layer ``i`` is computed as soon as its ``right_context`` future frames of layer ``i``'s
+input are known, so the look-ahead is fixed and memory is bounded by chunk + caches, whatever
+the total length. Call :meth:`EncoderStream.flush` at the end of the input: it computes the last
+frames with the truncated right context, as the offline call does at the end of a sequence.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from speechattn.nn.attention import truncated_attention
+from speechattn.nn.encoder import EncoderLayer, TruncatedEncoder
+
+__all__ = ["EncoderStream"]
+
+
+class _SubsamplingState:
+    """Buffers input frames until a subsampled output frame's whole span is available."""
+
+    def __init__(self, encoder: TruncatedEncoder) -> None:
+        self.sub = encoder.subsampling
+        self.buffer: Tensor | None = None
+
+    def push(self, x: Tensor) -> Tensor:
+        buf = x if self.buffer is None else torch.cat([self.buffer, x], dim=1)
+        rf, stride = self.sub.receptive_field, self.sub.stride
+        available = buf.shape[1]
+        count = 0 if available < rf else (available - rf) // stride + 1
+        if count == 0:
+            self.buffer = buf
+            return buf.new_zeros(buf.shape[0], 0, self.sub.proj.out_features)
+        y, _ = self.sub(buf[:, : stride * (count - 1) + rf])
+        self.buffer = buf[:, stride * count :]
+        return y
+
+
+class _LayerState:
+    """Cache of one layer: keys/values of frames [key_start, received) and pending queries."""
+
+    def __init__(self, layer: EncoderLayer) -> None:
+        self.layer = layer
+        self.left = layer.attn.left_context
+        self.right = layer.attn.right_context
+        if self.right is None:
+            raise ValueError("streaming needs a finite right_context in every layer")
+        self.received = 0  # input frames seen
+        self.done = 0  # output frames produced (= position of the first pending query)
+        self.key_start = 0
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+        self.queries: Tensor | None = None  # (batch, heads, pending, head_dim)
+        self.residual: Tensor | None = None  # (batch, pending, d_model)
+
+    @staticmethod
+    def _cat(old: Tensor | None, new: Tensor, dim: int) -> Tensor:
+        return new if old is None else torch.cat([old, new], dim=dim)
+
+    def push(self, x: Tensor, final: bool) -> Tensor:
+        attn = self.layer.attn
+        if x.shape[1]:
+            q, k, v = attn.project(self.layer.attn_norm(x), offset=self.received)
+            self.keys = self._cat(self.keys, k, 2)
+            self.values = self._cat(self.values, v, 2)
+            self.queries = self._cat(self.queries, q, 2)
+            self.residual = self._cat(self.residual, x, 1)
+            self.received += x.shape[1]
+        ready_end = self.received if final else self.received - self.right
+        count = ready_end - self.done
+        if count <= 0 or self.queries is None:
+            return x.new_zeros(x.shape[0], 0, x.shape[2])
+        assert self.keys is not None and self.values is not None and self.residual is not None
+        # Scatter the ready queries into the span of cached keys; the kernel answers every
+        # position of the span, and only the ready ones are kept.
+        first = self.done - self.key_start
+        q_span = self.queries.new_zeros(self.keys.shape)
+        q_span[:, :, first : first + count] = self.queries[:, :, :count]
+        a = truncated_attention(q_span, self.keys, self.values, self.left, self.right)[:, :, first : first + count]
+        batch = a.shape[0]
+        a = attn.dropout(attn.out(a.transpose(1, 2).reshape(batch, count, attn.d_model)))
+        y = self.layer.finish(self.residual[:, :count], a)
+
+        self.done += count
+        self.queries = self.queries[:, :, count:]
+        self.residual = self.residual[:, count:]
+        if self.left is not None:
+            drop = max(0, self.done - self.left - self.key_start)
+            if drop:
+                self.keys = self.keys[:, :, drop:]
+                self.values = self.values[:, :, drop:]
+                self.key_start += drop
+        return y
+
+
+class EncoderStream:
+    """Streaming session over one :class:`TruncatedEncoder` (use ``encoder.stream()``).
+
+    ``push(features)`` takes the next (batch, frames, input_dim) chunk, of any size, and returns
+    the (batch, frames', d_model) outputs that became computable; ``flush()`` returns the rest.
+    Concatenated, they equal ``encoder(all_features)[0]``. All streams of the batch advance
+    together. Run the encoder in ``eval()`` mode (dropout would differ from the offline call).
+    """
+
+    def __init__(self, encoder: TruncatedEncoder) -> None:
+        self.encoder = encoder
+        self.subsampling = _SubsamplingState(encoder)
+        self.layers = [_LayerState(layer) for layer in encoder.layers]
+        self.frames_out = 0  # encoder output frames produced so far
+        self.finished = False
+
+    @property
+    def lookahead_frames(self) -> int:
+        """Input frames a stream must see beyond a frame before that frame's output is produced."""
+        sub = self.encoder.subsampling
+        rights = sum(state.right or 0 for state in self.layers)
+        return rights * sub.stride + sub.receptive_field - 1
+
+    def push(self, features: Tensor) -> Tensor:
+        """Feed (batch, frames, input_dim); return the (batch, frames', d_model) outputs now ready."""
+        return self._run(features, final=False)
+
+    def flush(self) -> Tensor:
+        """Signal the end of the input and return the remaining outputs."""
+        batch_like = self.layers[0].residual
+        if batch_like is None and self.subsampling.buffer is None:
+            empty = torch.zeros(0, 0, self.encoder.input_dim)
+        else:
+            ref = self.subsampling.buffer if self.subsampling.buffer is not None else batch_like
+            assert ref is not None
+            empty = ref.new_zeros(ref.shape[0], 0, self.encoder.input_dim)
+        out = self._run(empty, final=True)
+        self.finished = True
+        return out
+
+    def _run(self, features: Tensor, final: bool) -> Tensor:
+        if self.finished:
+            raise RuntimeError("this stream was flushed; start a new one with encoder.stream()")
+        enc = self.encoder
+        if features.dim() != 3 or features.shape[-1] != enc.input_dim:
+            raise ValueError(f"expected (batch, frames, {enc.input_dim}) features, got {tuple(features.shape)}")
+        x = self.subsampling.push(features) if features.shape[1] else features.new_zeros(
+            features.shape[0], 0, enc.d_model
+        )
+        if x.shape[1] and enc.positional is not None:
+            x = enc.positional(x, self.layers[0].received)
+        x = enc.input_dropout(x)
+        for state in self.layers:
+            x = state.push(x, final)
+        y = enc.norm(x)
+        self.frames_out += y.shape[1]
+        return y
