@@ -1,0 +1,381 @@
+"""Audio I/O through ``soundfile`` (libsndfile), with one-line, file-naming errors.
+
+Everything is read as ``float32`` in ``[-1, 1]`` (integer PCM is scaled by libsndfile), mixed to
+mono by averaging the channels, and optionally resampled with
+:func:`torchaudio.functional.resample`. Long files can be read block by block with
+:func:`iter_audio_blocks`, which resamples with :class:`StreamingResampler` and gives the same
+samples as :func:`load_audio` without ever holding the whole file in memory.
+
+``torchaudio.load`` / ``torchaudio.save`` are deliberately not used (they need TorchCodec).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Union
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+from torch import Tensor
+
+__all__ = [
+    "AudioError",
+    "AudioInfo",
+    "StreamingResampler",
+    "audio_info",
+    "iter_audio_blocks",
+    "load_audio",
+    "save_audio",
+]
+
+PathLike = Union[str, os.PathLike]
+
+
+class AudioError(ValueError):
+    """An audio file is missing, unreadable, empty or holds invalid samples.
+
+    The message is a single line ``"<path>: <problem>"``.
+    """
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text.rstrip(".") or type(err).__name__
+
+
+def _check_path(path: PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{p}: file not found")
+    if p.is_dir():
+        raise AudioError(f"{p}: is a directory, not an audio file")
+    try:
+        size = p.stat().st_size
+    except OSError as err:  # pragma: no cover - permission races etc.
+        raise AudioError(f"{p}: cannot access file ({_one_line(err)})") from err
+    if size == 0:
+        raise AudioError(f"{p}: empty file (0 bytes)")
+    return p
+
+
+def _check_rate(p: Path, rate: int) -> None:
+    if rate <= 0:
+        raise AudioError(f"{p}: unsupported sample rate {rate}")
+
+
+def _check_target_rate(sample_rate: int | None) -> None:
+    if sample_rate is not None and (int(sample_rate) != sample_rate or sample_rate <= 0):
+        raise ValueError(f"sample_rate must be a positive integer or None, got {sample_rate!r}")
+
+
+def _open(p: Path) -> sf.SoundFile:
+    try:
+        return sf.SoundFile(str(p))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(f"{p}: not a readable audio file ({_one_line(err)})") from err
+
+
+def _to_mono(data: np.ndarray) -> np.ndarray:
+    """(frames, channels) float32 -> (frames,) float32, averaging channels.
+
+    Elementwise (no reductions whose order depends on the array shape), so mixing a file block by
+    block gives bit-identical samples to mixing it whole.
+    """
+    channels = data.shape[1]
+    if channels == 1:
+        return np.ascontiguousarray(data[:, 0])
+    mono = data[:, 0].copy()
+    for c in range(1, channels):
+        mono += data[:, c]
+    mono *= np.float32(1.0 / channels)
+    return mono
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header information of an audio file (nothing is decoded).
+
+    Attributes:
+        path (str): The file, as given.
+        sample_rate (int): Samples per second per channel.
+        num_frames (int): Samples per channel.
+        num_channels (int): Number of channels.
+        duration (float): ``num_frames / sample_rate`` in seconds.
+    """
+
+    path: str
+    sample_rate: int
+    num_frames: int
+    num_channels: int
+    duration: float
+
+
+def audio_info(path: PathLike) -> AudioInfo:
+    """Read the header of an audio file.
+
+    Args:
+        path: WAV, FLAC, OGG or anything else libsndfile reads.
+
+    Returns:
+        AudioInfo: rate, length, channels and duration.
+
+    Raises:
+        AudioError: The file is missing, not audio, has a bad sample rate or holds no samples.
+    """
+    p = _check_path(path)
+    with _open(p) as f:
+        rate, frames, channels = int(f.samplerate), int(f.frames), int(f.channels)
+    _check_rate(p, rate)
+    if frames <= 0:
+        raise AudioError(f"{p}: empty audio (0 samples)")
+    return AudioInfo(str(path), rate, frames, channels, frames / rate)
+
+
+def load_audio(path: PathLike, sample_rate: int | None = None) -> tuple[Tensor, int]:
+    """Load a whole audio file as a mono float32 waveform.
+
+    Args:
+        path: WAV, FLAC, OGG or anything else libsndfile reads; integer or float samples.
+        sample_rate: If given, resample to this rate (:func:`torchaudio.functional.resample`).
+
+    Returns:
+        (Tensor, int): Waveform of shape `(samples,)` (float32) and its sample rate.
+
+    Raises:
+        AudioError: The file is missing, unreadable or corrupt, empty, or holds NaN/Inf samples.
+        ValueError: ``sample_rate`` is not a positive integer.
+    """
+    _check_target_rate(sample_rate)
+    p = _check_path(path)
+    with _open(p) as f:
+        rate = int(f.samplerate)
+        _check_rate(p, rate)
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"{p}: corrupt audio data ({_one_line(err)})") from err
+    if data.shape[0] == 0:
+        raise AudioError(f"{p}: empty audio (0 samples)")
+    wave = torch.from_numpy(_to_mono(data))
+    if not bool(torch.isfinite(wave).all()):
+        raise AudioError(f"{p}: contains NaN or infinite samples")
+    if sample_rate is not None and int(sample_rate) != rate:
+        wave = torchaudio.functional.resample(wave, rate, int(sample_rate))
+        rate = int(sample_rate)
+    return wave.contiguous(), rate
+
+
+def save_audio(
+    path: PathLike,
+    waveform: Tensor | np.ndarray,
+    sample_rate: int,
+    subtype: str | None = None,
+) -> None:
+    """Write a waveform with ``soundfile`` (format from the file extension).
+
+    Args:
+        path: Destination (``.wav``, ``.flac``, ``.ogg``, ...).
+        waveform: `(samples,)` or `(channels, samples)` float samples in ``[-1, 1]``; values
+            outside are clipped when written as integer PCM.
+        sample_rate: Samples per second.
+        subtype: libsndfile subtype such as ``"PCM_16"`` or ``"FLOAT"`` (format default if None).
+
+    Raises:
+        ValueError: Bad shape, non-finite samples or non-positive sample rate.
+    """
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    if isinstance(waveform, Tensor):
+        data = waveform.detach().cpu().to(torch.float32).numpy()
+    else:
+        data = np.asarray(waveform, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[:, None]
+    elif data.ndim == 2:
+        data = data.T
+    else:
+        raise ValueError(f"waveform must be (samples,) or (channels, samples), got shape {tuple(data.shape)}")
+    if not np.isfinite(data).all():
+        raise ValueError(f"{path}: refusing to write NaN or infinite samples")
+    sf.write(str(path), np.ascontiguousarray(data), int(sample_rate), subtype=subtype)
+
+
+def _sinc_resample_kernel(
+    orig: int, new: int, lowpass_filter_width: int = 6, rolloff: float = 0.99
+) -> tuple[Tensor, int]:
+    """The polyphase kernel of :func:`torchaudio.functional.resample` (``sinc_interp_hann``).
+
+    ``orig`` and ``new`` are already divided by their gcd. Mirrors torchaudio's float32
+    computation operation by operation, so the filters (and outputs) agree with the offline call.
+
+    Returns:
+        (Tensor, int): kernel of shape `(new, 1, 2 * width + orig)` and ``width``.
+    """
+    dtype = torch.float32
+    base_freq = min(orig, new) * rolloff
+    width = math.ceil(lowpass_filter_width * orig / base_freq)
+    idx = torch.arange(-width, width + orig, dtype=dtype)[None, None] / orig
+    t = torch.arange(0, -new, -1, dtype=dtype)[:, None, None] / new + idx
+    t *= base_freq
+    t = t.clamp_(-lowpass_filter_width, lowpass_filter_width)
+    window = torch.cos(t * math.pi / lowpass_filter_width / 2) ** 2
+    t *= math.pi
+    scale = base_freq / orig
+    kernels = torch.where(t == 0, torch.tensor(1.0).to(t), t.sin() / t)
+    kernels *= window * scale
+    return kernels, width
+
+
+class StreamingResampler:
+    """Chunk-by-chunk equivalent of :func:`torchaudio.functional.resample` (default arguments).
+
+    torchaudio zero-pads the signal by ``width`` on the left and ``width + orig`` on the right
+    (``orig``/``new`` reduced by their gcd) and runs a strided convolution: output block ``b``
+    (``new`` samples) reads padded input ``[b * orig, b * orig + 2 * width + orig)``. This class
+    keeps only the not-yet-consumed tail of that padded input, emits every block whose support is
+    complete, and on :meth:`flush` appends the right zero padding and trims the output to
+    ``ceil(new * total / orig)`` samples, exactly like the offline call.
+
+    The internal buffer holds less than ``2 * width + 2 * orig`` samples between calls.
+
+    Args:
+        orig_rate (int): Input sample rate.
+        new_rate (int): Output sample rate.
+
+    Example
+        >>> rs = StreamingResampler(44100, 16000)
+        >>> out = torch.cat([rs.push(chunk) for chunk in chunks] + [rs.flush()])
+    """
+
+    def __init__(self, orig_rate: int, new_rate: int) -> None:
+        for name, value in (("orig_rate", orig_rate), ("new_rate", new_rate)):
+            if int(value) != value or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.orig_rate = int(orig_rate)
+        self.new_rate = int(new_rate)
+        gcd = math.gcd(self.orig_rate, self.new_rate)
+        self._orig = self.orig_rate // gcd
+        self._new = self.new_rate // gcd
+        self._identity = self.orig_rate == self.new_rate
+        if not self._identity:
+            self._kernel, self._width = _sinc_resample_kernel(self._orig, self._new)
+        else:
+            self._kernel, self._width = torch.empty(0), 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all input; the next :meth:`push` starts a new signal."""
+        self._buffer = torch.zeros(self._width, dtype=torch.float32)
+        self._num_in = 0
+        self._num_out = 0
+
+    def _run(self, final: bool) -> Tensor:
+        orig, ksize = self._orig, self._kernel.shape[-1]
+        if self._buffer.numel() < ksize:
+            return torch.empty(0, dtype=torch.float32)
+        blocks = (self._buffer.numel() - ksize) // orig + 1
+        used = self._buffer[: (blocks - 1) * orig + ksize]
+        out = torch.nn.functional.conv1d(used[None, None], self._kernel, stride=orig)
+        out = out.transpose(1, 2).reshape(-1)
+        self._buffer = self._buffer[blocks * orig :].clone()
+        if final:
+            target = math.ceil(self._new * self._num_in / self._orig)
+            out = out[: max(0, target - self._num_out)]
+        self._num_out += out.numel()
+        return out
+
+    def push(self, samples: Tensor) -> Tensor:
+        """Feed the next chunk.
+
+        Args:
+            samples (Tensor): `(samples,)`, any length (also 0).
+
+        Returns:
+            Tensor: `(out_samples,)` float32, the outputs that are now final.
+        """
+        if samples.dim() != 1:
+            raise ValueError(f"samples must be 1-D (samples,), got shape {tuple(samples.shape)}")
+        samples = samples.detach().to(torch.float32)
+        self._num_in += samples.numel()
+        if self._identity:
+            self._num_out += samples.numel()
+            return samples.clone()
+        self._buffer = torch.cat([self._buffer, samples])
+        return self._run(final=False)
+
+    def flush(self) -> Tensor:
+        """End the signal: emit the remaining outputs and :meth:`reset`.
+
+        Returns:
+            Tensor: `(out_samples,)` float32.
+        """
+        if self._identity:
+            self.reset()
+            return torch.empty(0, dtype=torch.float32)
+        self._buffer = torch.cat([self._buffer, torch.zeros(self._width + self._orig)])
+        out = self._run(final=True)
+        self.reset()
+        return out
+
+
+def iter_audio_blocks(
+    path: PathLike, sample_rate: int | None = None, block_seconds: float = 10.0
+) -> Iterator[Tensor]:
+    """Read an audio file of any length block by block, as mono float32.
+
+    The file is opened and validated immediately (missing, unreadable, empty, bad rate); samples
+    are decoded lazily ``block_seconds`` at a time and checked for NaN/Inf per block. Concatenated,
+    the blocks equal ``load_audio(path, sample_rate)[0]``.
+
+    Args:
+        path: Any file libsndfile reads.
+        sample_rate: Resample to this rate (with :class:`StreamingResampler`) if given.
+        block_seconds: Input duration read per block.
+
+    Returns:
+        Iterator[Tensor]: Non-empty blocks of shape `(samples,)`.
+
+    Raises:
+        AudioError: As :func:`load_audio` (decode errors and NaN/Inf while iterating).
+        ValueError: Bad ``sample_rate`` or ``block_seconds``.
+    """
+    _check_target_rate(sample_rate)
+    if not block_seconds > 0 or not math.isfinite(block_seconds):
+        raise ValueError(f"block_seconds must be positive, got {block_seconds!r}")
+    info = audio_info(path)
+    p = Path(path)
+    blocksize = max(1, int(round(block_seconds * info.sample_rate)))
+    target = info.sample_rate if sample_rate is None else int(sample_rate)
+    return _blocks(p, blocksize, info.sample_rate, target)
+
+
+def _blocks(p: Path, blocksize: int, rate: int, target: int) -> Iterator[Tensor]:
+    resampler = StreamingResampler(rate, target) if target != rate else None
+    total = 0
+    with _open(p) as f:
+        while True:
+            try:
+                data = f.read(blocksize, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as err:
+                raise AudioError(f"{p}: corrupt audio data ({_one_line(err)})") from err
+            if data.shape[0] == 0:
+                break
+            total += data.shape[0]
+            block = torch.from_numpy(_to_mono(data))
+            if not bool(torch.isfinite(block).all()):
+                raise AudioError(f"{p}: contains NaN or infinite samples")
+            if resampler is not None:
+                block = resampler.push(block)
+            if block.numel() > 0:
+                yield block
+    if total == 0:
+        raise AudioError(f"{p}: empty audio (0 samples)")
+    if resampler is not None:
+        tail = resampler.flush()
+        if tail.numel() > 0:
+            yield tail
