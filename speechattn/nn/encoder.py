@@ -218,17 +218,28 @@ class TruncatedEncoder(nn.Module):
             (output, output_lengths): (batch, time', d_model) with zeros at padded frames, and
             (batch,) valid output frames (``time' = time`` unless subsampling).
         """
+        hidden, out_lengths = self.extract_layers(features, lengths)
+        return hidden[-1], out_lengths
+
+    def extract_layers(self, features: Tensor, lengths: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """Outputs of every layer (for multi-layer aggregation heads).
+
+        Returns:
+            (hidden, output_lengths): ``num_layers`` tensors of (batch, time', d_model), the
+            last one after the final LayerNorm, all zero at padded frames.
+        """
         if features.dim() != 3 or features.shape[-1] != self.input_dim:
             raise ValueError(f"expected (batch, time, {self.input_dim}) features, got {tuple(features.shape)}")
         if lengths is None:
             lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
         x, out_lengths = self.embed(features, lengths)
         assert out_lengths is not None
-        for layer in self.layers:
+        valid = (torch.arange(x.shape[1], device=x.device)[None, :] < out_lengths[:, None])[..., None].to(x.dtype)
+        hidden = []
+        for i, layer in enumerate(self.layers):
             x = layer(x, out_lengths)
-        x = self.norm(x)
-        valid = torch.arange(x.shape[1], device=x.device)[None, :] < out_lengths[:, None]
-        return x * valid[..., None].to(x.dtype), out_lengths
+            hidden.append((self.norm(x) if i == len(self.layers) - 1 else x) * valid)
+        return hidden, out_lengths
 
     def stream(self) -> "EncoderStream":
         """A fresh streaming session (see :class:`speechattn.nn.streaming.EncoderStream`)."""

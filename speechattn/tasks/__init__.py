@@ -1,0 +1,91 @@
+"""Tasks: each pairs a typed recipe with a training task for the shared trainer.
+
+``train_recipe`` reads a recipe's ``task:`` key, validates the whole file into that task's
+recipe class, and runs the trainer in a run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["RECIPES", "train_recipe", "load_task_recipe", "choose_run_dir"]
+
+log = logging.getLogger(__name__)
+
+
+def _recipe_classes() -> dict[str, type]:
+    from speechattn.tasks.speaker import SpeakerRecipe
+
+    return {"speaker": SpeakerRecipe}
+
+
+RECIPES = ("speaker",)
+
+
+def load_task_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Any:
+    """Validate a recipe file (plus ``--set`` overrides) into its task's recipe dataclass."""
+    import yaml
+
+    from speechattn.config import ConfigError, load_recipe
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError:
+        raw = None  # load_recipe reports the syntax error with its line
+    task = raw.get("task", "speaker") if isinstance(raw, dict) else "speaker"
+    classes = _recipe_classes()
+    if task not in classes:
+        raise ConfigError(f"'task' must be one of {sorted(classes)}, got {task!r}", source=str(path), key="task")
+    return load_recipe(classes[task], path, overrides)
+
+
+def choose_run_dir(recipe_path: str | Path, run_dir: str | Path | None, resume: bool) -> Path:
+    """``run_dir`` if given; else ``runs/<recipe name>``, numbered ``-2``, ``-3``... so a new run
+    never overwrites an old one, and ``--resume`` continues the newest."""
+    if run_dir is not None:
+        return Path(run_dir)
+    stem = Path(recipe_path).stem
+    candidates = [Path("runs") / stem] + [Path("runs") / f"{stem}-{i}" for i in range(2, 1000)]
+    existing = [c for c in candidates if c.exists()]
+    if resume:
+        if not existing:
+            raise FileNotFoundError(f"runs/{stem}: no earlier run to resume")
+        return existing[-1]
+    return next(c for c in candidates if not c.exists())
+
+
+def train_recipe(
+    recipe_path: str | Path,
+    overrides: Sequence[str] = (),
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    data_root: str | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train a recipe; returns the summary also written to ``RUN_DIR/metrics.json``."""
+    from speechattn.config import save_recipe
+    from speechattn.training.trainer import Trainer
+
+    recipe = load_task_recipe(recipe_path, overrides)
+    out = choose_run_dir(recipe_path, run_dir, resume)
+    out.mkdir(parents=True, exist_ok=True)
+    if data_root is not None:
+        recipe.data.root = data_root
+    save_recipe(recipe, out / "config.yaml")
+    if recipe.train.threads:
+        import torch
+
+        torch.set_num_threads(recipe.train.threads)
+    if recipe.task == "speaker":
+        from speechattn.tasks.speaker import SpeakerTask
+
+        task = SpeakerTask(recipe, progress=progress)
+    else:  # pragma: no cover - guarded by load_task_recipe
+        raise ValueError(f"unknown task {recipe.task!r}")
+    log.info("training %s in %s", recipe_path, out)
+    summary = Trainer(recipe.train, out, progress_bar=progress).fit(task, resume=resume)
+    summary["run_dir"] = str(out)
+    return summary

@@ -1,0 +1,112 @@
+"""Feature extraction for a whole manifest, cached on disk.
+
+Training reads every utterance many times; decoding Ogg and computing filterbanks once and
+keeping the features in memory (and on disk, for the next run) makes an epoch cost only the
+model. The cache key covers the file list (paths, sizes, modification times) and the feature
+configuration, so a changed file or setting is never served stale. Unreadable files are
+reported and skipped; the rest goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm import tqdm
+
+from speechattn.audio import AudioError, FeatureExtractor, load_audio
+from speechattn.data.manifest import Manifest
+from speechattn.training.checkpoint import atomic_write
+
+__all__ = ["FeatureSet", "extract_features", "cache_dir"]
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """``$SPEECHATTN_CACHE`` or ``~/.cache/speechattn``."""
+    return Path(os.environ.get("SPEECHATTN_CACHE", Path.home() / ".cache" / "speechattn"))
+
+
+@dataclasses.dataclass
+class FeatureSet:
+    """Features of the readable utterances of a manifest.
+
+    ``feats[i]`` is (frames_i, dim) for ``manifest[i]``; ``failures`` maps utterance ids that
+    could not be read to the one-line reason.
+    """
+
+    manifest: Manifest
+    feats: list[Tensor]
+    failures: dict[str, str]
+
+    @property
+    def num_frames(self) -> int:
+        return sum(f.shape[0] for f in self.feats)
+
+
+def _key(manifest: Manifest, extractor: FeatureExtractor) -> str:
+    h = hashlib.sha1()
+    h.update(json.dumps(dataclasses.asdict(extractor.config), sort_keys=True).encode())
+    for utt in manifest:
+        try:
+            st = os.stat(utt.path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{utt.id}\t{utt.path}\t{stamp}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def extract_features(
+    manifest: Manifest,
+    extractor: FeatureExtractor,
+    *,
+    use_cache: bool = True,
+    desc: str = "features",
+    progress: bool | None = None,
+) -> FeatureSet:
+    """Features of every utterance (cached under :func:`cache_dir`); bad files are skipped."""
+    path = cache_dir() / "features" / f"{_key(manifest, extractor)}.safetensors"
+    if use_cache and path.exists():
+        try:
+            blob = load_file(str(path))
+            meta = json.loads(bytes(blob["meta"].tolist()).decode())
+            flat, offsets = blob["feats"], blob["offsets"].tolist()
+            feats = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+            kept = Manifest([u for u in manifest if u.id not in meta["failures"]])
+            return FeatureSet(kept, feats, meta["failures"])
+        except Exception as err:  # a corrupt cache is rebuilt, never trusted
+            log.warning("ignoring unreadable feature cache %s (%s)", path, err)
+    rate = extractor.config.sample_rate
+    feats: list[Tensor] = []
+    kept_utts = []
+    failures: dict[str, str] = {}
+    with torch.inference_mode():
+        for utt in tqdm(manifest, desc=desc, disable=None if progress is None else not progress, leave=False):
+            try:
+                wave, _ = load_audio(utt.path, rate)
+            except AudioError as err:
+                failures[utt.id] = str(err)
+                continue
+            f, n = extractor(wave[None])
+            if int(n[0]) == 0:
+                failures[utt.id] = f"{utt.path}: shorter than one frame"
+                continue
+            feats.append(f[0, : int(n[0])].clone())
+            kept_utts.append(utt)
+    for utt_id, reason in failures.items():
+        log.warning("skipped %s: %s", utt_id, reason)
+    if use_cache and feats:
+        offsets = torch.tensor([0] + [f.shape[0] for f in feats]).cumsum(0)
+        meta = torch.tensor(list(json.dumps({"failures": failures}).encode()), dtype=torch.uint8)
+        blob = {"feats": torch.cat(feats).contiguous(), "offsets": offsets, "meta": meta}
+        atomic_write(path, lambda tmp: save_file(blob, tmp))
+    return FeatureSet(Manifest(kept_utts), feats, failures)

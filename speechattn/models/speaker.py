@@ -1,0 +1,59 @@
+"""Speaker embedding model: truncated encoder -> layer aggregation -> pooling -> embedding."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from speechattn.nn.encoder import TruncatedEncoder
+from speechattn.nn.pooling import build_pooling
+
+__all__ = ["SpeakerEmbedder", "AGGREGATIONS"]
+
+AGGREGATIONS = ("last", "concat")
+
+
+class SpeakerEmbedder(nn.Module):
+    """Utterance-level speaker embeddings from frame features.
+
+    ``aggregate="concat"`` concatenates the outputs of all encoder layers before pooling
+    (multi-layer feature aggregation, as in MFA-Conformer): lower layers carry much of the
+    speaker information that the last layer abstracts away. ``"last"`` pools the final layer.
+
+    Args:
+        encoder: the frame encoder.
+        embed_dim: embedding size E.
+        pooling: ``"attentive"``, ``"mean_std"`` or ``"self_attention"``.
+        aggregate: ``"concat"`` or ``"last"``.
+    """
+
+    def __init__(
+        self, encoder: TruncatedEncoder, embed_dim: int = 192, pooling: str = "attentive", aggregate: str = "concat"
+    ) -> None:
+        super().__init__()
+        if embed_dim < 1:
+            raise ValueError(f"embed_dim must be >= 1, got {embed_dim}")
+        if aggregate not in AGGREGATIONS:
+            raise ValueError(f"aggregate must be one of {list(AGGREGATIONS)}, got {aggregate!r}")
+        self.encoder = encoder
+        self.aggregate = aggregate
+        frame_dim = encoder.d_model * (len(encoder.layers) if aggregate == "concat" else 1)
+        self.frame_norm = nn.LayerNorm(frame_dim) if aggregate == "concat" else nn.Identity()
+        self.pooling = build_pooling(pooling, frame_dim)
+        pooled = self.pooling.output_dim
+        self.pooled_norm = nn.BatchNorm1d(pooled)
+        self.embedding = nn.Linear(pooled, embed_dim)
+        self.embed_norm = nn.BatchNorm1d(embed_dim)
+        self.embed_dim = embed_dim
+
+    def forward(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """features: (batch, frames, input_dim), lengths: (batch,) -> embeddings (batch, embed_dim)."""
+        if lengths is None:
+            lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
+        if self.aggregate == "concat":
+            hidden, out_lengths = self.encoder.extract_layers(features, lengths)
+            frames = self.frame_norm(torch.cat(hidden, dim=-1))
+        else:
+            frames, out_lengths = self.encoder(features, lengths)
+        pooled = self.pooling(frames, out_lengths.clamp(min=1))
+        return self.embed_norm(self.embedding(self.pooled_norm(pooled.float())))

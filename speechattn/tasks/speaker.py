@@ -1,0 +1,386 @@
+"""Speaker recognition: recipe, training task and evaluation.
+
+Training uses random crops of cached log-mel features, real-noise mixing, SpecAugment, and an
+AAM-softmax (or softmax) head over the training speakers. Dev evaluation embeds every dev
+utterance whole and reports verification EER / minDCF (cosine scoring over all dev pairs, or a
+trial list), optionally AS-Norm with a cohort of training-speaker embeddings, and
+identification accuracy (closed-set against training speakers when the dev speakers were seen
+in training, otherwise enrolment with half of each dev speaker's utterances).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from speechattn.audio import FeatureConfig, FeatureExtractor
+from speechattn.data.augment import AugmentConfig, mix_noise, random_crops, spec_augment
+from speechattn.data.featcache import FeatureSet, extract_features
+from speechattn.data.manifest import Manifest, Utterance
+from speechattn.data.splits import resolve_manifest
+from speechattn.metrics import (
+    all_pairs_trials,
+    as_norm,
+    compute_eer,
+    compute_min_dcf,
+    cosine_score_matrix,
+    plot_det,
+    read_trials,
+)
+from speechattn.models.speaker import SpeakerEmbedder
+from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
+from speechattn.nn.losses import build_loss
+from speechattn.paths import data_root as resolve_data_root
+from speechattn.training.checkpoint import save_weights, write_json
+from speechattn.training.trainer import TrainConfig
+
+__all__ = [
+    "SpeakerDataConfig",
+    "SpeakerModelConfig",
+    "SpeakerLossConfig",
+    "SpeakerEvalConfig",
+    "SpeakerRecipe",
+    "SpeakerTask",
+    "build_embedder",
+    "normalize_features",
+    "embed_feature_list",
+    "verification_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpeakerDataConfig:
+    """Where the data is. References are paths under the data root (Kaldi dir, CSV, JSONL)
+    or ``CORPUS:SPLIT`` (see :mod:`speechattn.data.splits`)."""
+
+    train: str = "speechocean762/train"
+    dev: str = "speechocean762/dev"
+    root: str | None = None
+    noise: str | None = "noise"
+    trials: str | None = None
+    crop_seconds: float = 2.0
+    max_train_utterances: int | None = None
+    max_dev_utterances: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.crop_seconds <= 0:
+            raise ValueError(f"crop_seconds must be > 0, got {self.crop_seconds}")
+
+
+@dataclass
+class SpeakerModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    embed_dim: int = 192
+    pooling: Literal["attentive", "mean_std", "self_attention"] = "attentive"
+    aggregate: Literal["concat", "last"] = "concat"
+
+
+@dataclass
+class SpeakerLossConfig:
+    name: Literal["aam", "softmax"] = "aam"
+    margin: float = 0.2
+    scale: float = 30.0
+    margin_warmup: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.margin_warmup <= 1.0:
+            raise ValueError(f"margin_warmup must be a fraction of the run in [0, 1], got {self.margin_warmup}")
+
+
+@dataclass
+class SpeakerEvalConfig:
+    metric: Literal["eer", "accuracy"] = "eer"
+    as_norm: bool = False
+    cohort_top_k: int = 100
+    max_nontarget: int | None = None
+    batch_frames: int = 40000
+
+
+@dataclass
+class SpeakerRecipe:
+    """A speaker-recognition recipe (``task: speaker``)."""
+
+    task: Literal["speaker"] = "speaker"
+    data: SpeakerDataConfig = field(default_factory=SpeakerDataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    normalize: Literal["mean", "mean_var", "none"] = "mean"
+    model: SpeakerModelConfig = field(default_factory=SpeakerModelConfig)
+    loss: SpeakerLossConfig = field(default_factory=SpeakerLossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: SpeakerEvalConfig = field(default_factory=SpeakerEvalConfig)
+
+
+def build_embedder(model: SpeakerModelConfig, feature_dim: int) -> SpeakerEmbedder:
+    """The recipe's embedder; the encoder's input_dim is set from the features."""
+    enc_cfg = EncoderConfig(**{**model.encoder.__dict__, "input_dim": feature_dim})
+    return SpeakerEmbedder(TruncatedEncoder.from_config(enc_cfg), model.embed_dim, model.pooling, model.aggregate)
+
+
+def normalize_features(x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
+    """Per-utterance mean (and variance) normalisation of (batch, frames, dim) over valid frames."""
+    if mode == "none":
+        return x
+    if lengths is None:
+        mean = x.mean(dim=1, keepdim=True)
+        out = x - mean
+        if mode == "mean_var":
+            out = out / out.std(dim=1, keepdim=True).clamp(min=1e-5)
+        return out
+    valid = (torch.arange(x.shape[1])[None, :] < lengths[:, None])[..., None].to(x.dtype)
+    count = lengths.clamp(min=1)[:, None, None].to(x.dtype)
+    mean = (x * valid).sum(1, keepdim=True) / count
+    out = (x - mean) * valid
+    if mode == "mean_var":
+        std = ((out**2).sum(1, keepdim=True) / count).sqrt().clamp(min=1e-5)
+        out = out / std
+    return out
+
+
+def embed_feature_list(
+    embedder: nn.Module, feats: Sequence[Tensor], normalize: str, batch_frames: int = 40000
+) -> Tensor:
+    """(N, E) embeddings of whole utterances, batched by similar length (call in eval mode)."""
+    order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
+    out: list[Tensor | None] = [None] * len(feats)
+    start = 0
+    while start < len(order):
+        longest = feats[order[start]].shape[0]
+        stop = start + 1
+        while stop < len(order) and feats[order[stop]].shape[0] * (stop - start + 1) <= max(batch_frames, longest):
+            stop += 1
+        idx = order[start:stop]
+        lengths = torch.tensor([feats[i].shape[0] for i in idx])
+        x = nn.utils.rnn.pad_sequence([feats[i] for i in idx], batch_first=True)
+        emb = embedder(normalize_features(x, lengths, normalize), lengths).float()
+        for j, i in enumerate(idx):
+            out[i] = emb[j]
+        start = stop
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+def verification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    eer, threshold = compute_eer(scores, labels)
+    min_dcf, _ = compute_min_dcf(scores, labels, p_target=0.01)
+    return {"eer": 100.0 * eer, "min_dcf": float(min_dcf), "threshold": float(threshold)}
+
+
+class SpeakerTask:
+    """Speaker recognition for :class:`~speechattn.training.trainer.Trainer`.
+
+    Args:
+        recipe: the validated recipe.
+        data_root: overrides ``recipe.data.root`` / ``SPEECHATTN_DATA``.
+        embedder: any module ``(features (B,T,F), lengths (B,)) -> (B, E)`` with ``embed_dim``;
+            ``None`` builds speechattn's :class:`SpeakerEmbedder` from ``recipe.model``
+            (baselines plug in here so they train in exactly the same harness).
+        progress: show progress bars (None: on a terminal only).
+    """
+
+    def __init__(
+        self,
+        recipe: SpeakerRecipe,
+        data_root: str | Path | None = None,
+        embedder: nn.Module | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        self.recipe = recipe
+        self.root = resolve_data_root(data_root if data_root is not None else recipe.data.root)
+        self.extractor = FeatureExtractor(recipe.features)
+        cfg = recipe.data
+        train_manifest = resolve_manifest(cfg.train, self.root)
+        dev_manifest = resolve_manifest(cfg.dev, self.root)
+        if cfg.max_train_utterances:
+            train_manifest = _spread_subset(train_manifest, cfg.max_train_utterances)
+        if cfg.max_dev_utterances:
+            dev_manifest = _spread_subset(dev_manifest, cfg.max_dev_utterances)
+        for name, m in (("train", train_manifest), ("dev", dev_manifest)):
+            missing = [u.id for u in m if u.speaker is None]
+            if missing:
+                raise ValueError(f"{name} data has no speaker labels (first: {missing[0]}); speaker recipes need utt2spk")
+        self.train_set = extract_features(train_manifest, self.extractor, desc="train features", progress=progress)
+        self.dev_set = extract_features(dev_manifest, self.extractor, desc="dev features", progress=progress)
+        for name, fs in (("train", self.train_set), ("dev", self.dev_set)):
+            if fs.failures:
+                log.warning("%s: skipped %d unreadable files", name, len(fs.failures))
+            if not fs.feats:
+                raise ValueError(f"no readable {name} audio")
+        self.noise = self._load_noise(cfg.noise, progress)
+
+        self.speakers = sorted({u.speaker for u in self.train_set.manifest})  # type: ignore[type-var]
+        index = {s: i for i, s in enumerate(self.speakers)}
+        self.labels = torch.tensor([index[u.speaker] for u in self.train_set.manifest])
+        feature_dim = self.extractor.config.feature_dim
+        self.embedder = embedder if embedder is not None else build_embedder(recipe.model, feature_dim)
+        loss_kw: dict[str, Any] = {}
+        if recipe.loss.name == "aam":
+            loss_kw = {"margin": recipe.loss.margin, "scale": recipe.loss.scale}
+        self.head = build_loss(recipe.loss.name, self.embedder.embed_dim, len(self.speakers), **loss_kw)
+        self.modules = nn.ModuleDict({"embedder": self.embedder, "head": self.head})
+        self.metric = "eer" if recipe.eval.metric == "eer" else "accuracy"
+        self.metric_mode: Literal["min", "max"] = "min" if self.metric == "eer" else "max"
+        frames_per_second = 1000.0 / recipe.features.frame_shift_ms
+        self.crop_frames = max(1, int(round(cfg.crop_seconds * frames_per_second)))
+        self.generator = torch.Generator().manual_seed(recipe.train.seed)
+        self.last_eval: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- data
+    def _load_noise(self, reference: str | None, progress: bool | None) -> Tensor | None:
+        if reference is None or self.recipe.augment.noise_prob == 0:
+            return None
+        folder = Path(reference) if Path(reference).is_absolute() else self.root / reference
+        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".flac", ".wav", ".ogg"))
+        if not files:
+            raise ValueError(f"{folder}: no noise audio found (set data.noise: null to train without noise)")
+        manifest = Manifest([Utterance(id=p.stem, path=p) for p in files])
+        noise = extract_features(manifest, self.extractor, desc="noise features", progress=progress)
+        long_enough = [f for f in noise.feats if f.shape[0] >= self.crop_frames_for_noise()]
+        if not long_enough:
+            raise ValueError(f"{folder}: no noise file is longer than a training crop")
+        return torch.cat(long_enough)
+
+    def crop_frames_for_noise(self) -> int:
+        return max(1, int(round(self.recipe.data.crop_seconds * 1000.0 / self.recipe.features.frame_shift_ms)))
+
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.train_set.feats) // self.recipe.train.batch_size)
+
+    def train_batches(self, epoch: int) -> Iterator[list[int]]:
+        gen = torch.Generator().manual_seed(self.recipe.train.seed * 100003 + epoch)
+        order = torch.randperm(len(self.train_set.feats), generator=gen).tolist()
+        size = self.recipe.train.batch_size
+        for i in range(self.steps_per_epoch()):
+            yield order[i * size : (i + 1) * size] or order[:size]
+
+    def make_batch(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        """Augmented, normalised (batch, crop_frames, dim) features and their labels."""
+        aug = self.recipe.augment
+        gen = self.generator
+        x = random_crops(self.train_set.feats, indices, self.crop_frames, gen)
+        if self.noise is not None and aug.noise_prob > 0:
+            batch, frames, _ = x.shape
+            starts = torch.randint(0, self.noise.shape[0] - frames + 1, (batch,), generator=gen)
+            noise = torch.stack([self.noise[s : s + frames] for s in starts.tolist()])
+            snr = aug.snr_min + (aug.snr_max - aug.snr_min) * torch.rand(batch, generator=gen)
+            apply = torch.rand(batch, generator=gen) < aug.noise_prob
+            x = mix_noise(x, noise, snr, apply)
+        x = normalize_features(x, None, self.recipe.normalize)
+        x = spec_augment(x, aug, gen)
+        return x, self.labels[indices]
+
+    # ----------------------------------------------------------------- training
+    def training_step(self, batch: list[int], progress: float) -> tuple[Tensor, dict[str, float]]:
+        x, labels = self.make_batch(batch)
+        if hasattr(self.head, "margin"):
+            warm = self.recipe.loss.margin_warmup
+            self.head.margin = self.recipe.loss.margin * (1.0 if warm == 0 else min(1.0, progress / warm))
+        emb = self.embedder(x, torch.full((x.shape[0],), x.shape[1], dtype=torch.long))
+        loss, logits = self.head(emb.float(), labels)
+        acc = (logits.argmax(-1) == labels).float().mean().item()
+        return loss, {"acc": acc}
+
+    # ----------------------------------------------------------------- evaluation
+    def embed(self, feats: Sequence[Tensor]) -> Tensor:
+        return embed_feature_list(self.embedder, feats, self.recipe.normalize, self.recipe.eval.batch_frames)
+
+    def evaluate(self) -> dict[str, float]:
+        cfg = self.recipe.eval
+        dev_emb = self.embed(self.dev_set.feats)
+        dev_speakers = [u.speaker for u in self.dev_set.manifest]
+        if self.recipe.data.trials:
+            enroll, test, labels = self._trial_indices(self.recipe.data.trials)
+        else:
+            enroll, test, labels = all_pairs_trials(dev_speakers, max_nontarget=cfg.max_nontarget, seed=0)
+        emb = torch.nn.functional.normalize(dev_emb, dim=-1)
+        scores = (emb[torch.as_tensor(enroll)] * emb[torch.as_tensor(test)]).sum(-1).numpy()
+        metrics = verification_metrics(scores, labels)
+        self.last_eval = {"scores": scores, "labels": labels, "threshold": metrics["threshold"]}
+
+        closed_set = set(dev_speakers) <= set(self.speakers)
+        train_emb = None
+        if closed_set or cfg.as_norm:
+            train_emb = self.embed(self.train_set.feats)
+        if cfg.as_norm:
+            assert train_emb is not None
+            cohort = _speaker_means(train_emb, self.labels, len(self.speakers))
+            normed = as_norm(scores, emb[torch.as_tensor(enroll)], emb[torch.as_tensor(test)], cohort,
+                             top_k=min(cfg.cohort_top_k, cohort.shape[0]))
+            m = verification_metrics(np.asarray(normed), labels)
+            metrics.update({"eer_asnorm": m["eer"], "min_dcf_asnorm": m["min_dcf"]})
+        if closed_set:
+            assert train_emb is not None
+            centroids = _speaker_means(train_emb, self.labels, len(self.speakers))
+            index = {s: i for i, s in enumerate(self.speakers)}
+            truth = torch.tensor([index[s] for s in dev_speakers])
+        else:
+            centroids, truth, emb = _enrolment_split(emb, dev_speakers)
+        pred = cosine_score_matrix(emb, centroids).argmax(-1)
+        metrics["accuracy"] = 100.0 * float((pred == truth).float().mean())
+        return metrics
+
+    def _trial_indices(self, reference: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        path = Path(reference) if Path(reference).is_absolute() else self.root / reference
+        ids = {u.id: i for i, u in enumerate(self.dev_set.manifest)}
+        rows = [(ids.get(t.enroll), ids.get(t.test), t.target) for t in read_trials(path)]
+        kept = [r for r in rows if r[0] is not None and r[1] is not None]
+        if len(kept) < len(rows):
+            log.warning("%s: %d trials name utterances not in the dev set; skipped", path, len(rows) - len(kept))
+        arr = np.array(kept, dtype=np.int64)
+        return arr[:, 0], arr[:, 1], arr[:, 2].astype(bool)
+
+    def save_best(self, run_dir: Path, metrics: dict[str, float]) -> None:
+        save_weights(self.embedder, run_dir / "model.safetensors")
+        write_json(
+            {
+                "task": "speaker",
+                "embed_dim": int(self.embedder.embed_dim),
+                "threshold": metrics["threshold"],
+                "train_speakers": self.speakers,
+                "dev_metrics": metrics,
+            },
+            run_dir / "model.json",
+        )
+        if self.last_eval:
+            plot_det(self.last_eval["scores"], self.last_eval["labels"], run_dir / "det.png",
+                     title=f"dev DET (EER {metrics['eer']:.2f}%)")
+
+
+def _spread_subset(manifest: Manifest, count: int) -> Manifest:
+    """``count`` utterances spread evenly over the manifest (keeps every speaker represented)."""
+    if count >= len(manifest):
+        return manifest
+    step = len(manifest) / count
+    return Manifest([manifest[int(i * step)] for i in range(count)])
+
+
+def _speaker_means(emb: Tensor, labels: Tensor, count: int) -> Tensor:
+    emb = torch.nn.functional.normalize(emb, dim=-1)
+    sums = torch.zeros(count, emb.shape[1]).index_add_(0, labels, emb)
+    return torch.nn.functional.normalize(sums, dim=-1)
+
+
+def _enrolment_split(emb: Tensor, speakers: list[str | None]) -> tuple[Tensor, Tensor, Tensor]:
+    """Open-set identification: even-numbered utterances of each speaker enrol, odd ones test."""
+    names = sorted({s for s in speakers})  # type: ignore[type-var]
+    index = {s: i for i, s in enumerate(names)}
+    seen: dict[str | None, int] = {}
+    enrol, test = [], []
+    for i, s in enumerate(speakers):
+        (enrol if seen.get(s, 0) % 2 == 0 else test).append(i)
+        seen[s] = seen.get(s, 0) + 1
+    labels = torch.tensor([index[s] for s in speakers])
+    centroids = _speaker_means(emb[enrol], labels[enrol], len(names))
+    return centroids, labels[test], emb[test]
+
+
+def describe(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2)

@@ -1,0 +1,51 @@
+"""Per-epoch CSV log and optional TensorBoard events."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunLogger"]
+
+
+class RunLogger:
+    """Appends one row per epoch to ``log.csv`` (columns grow as new metrics appear) and writes
+    the same scalars to TensorBoard under ``tensorboard/`` when the package is installed."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], tensorboard: bool = True) -> None:
+        self.path = Path(run_dir) / "log.csv"
+        self.rows: list[dict[str, Any]] = []
+        if self.path.exists():
+            with open(self.path, newline="") as f:
+                self.rows = list(csv.DictReader(f))
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self.writer = None
+
+    def log(self, row: dict[str, Any], step: int) -> None:
+        self.rows.append(row)
+        columns: list[str] = []
+        for r in self.rows:
+            columns += [c for c in r if c not in columns]
+        tmp = self.path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+        if self.writer is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key not in ("epoch", "step"):
+                    self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
