@@ -1,0 +1,303 @@
+"""The ``speechattn`` command line.
+
+    speechattn [-v] [--version] COMMAND ...
+
+    speechattn data list [--root DIR]
+    speechattn data prepare NAME [--root DIR] [--from PATH] [--copy] [--force]
+    speechattn train RECIPE [--set KEY=VALUE ...] [--run-dir DIR] [--resume] [--data-root DIR]
+
+Heavy modules (torch, the task code) are imported inside the commands, so ``speechattn
+--help`` stays fast. Task modules add their commands (``evaluate``, ``embed``, ``verify``,
+``identify``, ``label``, ``transcribe``) through :data:`TASK_COMMANDS`: a command there is
+imported only when it is run or its own ``--help`` is shown.
+
+Errors: expected failures (bad recipes, manifests, audio, missing files, corpus preparation
+and download errors) print one line ``speechattn: error: ...`` and exit with status 2; add
+``-v`` for the traceback. Ctrl-C exits with status 130. Anything else is a bug and shows its
+traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "TASK_COMMANDS", "main"]
+
+PROG = "speechattn"
+#: Exit status of an expected error (same as click's usage errors).
+EXIT_ERROR = 2
+#: Exit status after Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("speechattn.cli")
+
+# ----------------------------------------------------------------------------- task commands
+#
+# Commands that live in task modules, imported only when used:
+#     name -> ("module:attribute", one-line help shown by `speechattn --help`)
+# The attribute is a click.Command. A task module registers its commands by adding a line here
+# (keep the help text equal to the command's own first docstring line):
+#
+TASK_COMMANDS: dict[str, tuple[str, str]] = {
+    # --- registered by speechattn.tasks.speaker (speaker recipe): ---
+    # "embed":      ("speechattn.tasks.speaker.cli:embed", "Write speaker embeddings of audio files."),
+    # "verify":     ("speechattn.tasks.speaker.cli:verify", "Score whether two recordings share a speaker."),
+    # "identify":   ("speechattn.tasks.speaker.cli:identify", "Name the enrolled speaker of each recording."),
+    # "evaluate":   ("speechattn.tasks.speaker.cli:evaluate", "Evaluate a trained run on a data dir."),
+    # --- registered by the frame-labeling task: ---
+    # "label":      ("speechattn.tasks.labeling.cli:label", "Label the frames of audio files."),
+    # --- registered by the CTC task: ---
+    # "transcribe": ("speechattn.tasks.ctc.cli:transcribe", "Transcribe audio files."),
+}
+
+
+# ----------------------------------------------------------------------------- errors
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Exception types shown as one line with exit status 2.
+
+    ``ValueError`` covers ConfigError, ManifestError and AudioError; ``OSError`` covers
+    FileNotFoundError and permission / disk errors. PrepareError (corpus preparation and its
+    download and checksum errors) is a RuntimeError and is listed by name; the data package is
+    imported only if a command already loaded it.
+    """
+    kinds: list[type[BaseException]] = [ValueError, OSError]
+    corpora = sys.modules.get("speechattn.data.corpora")
+    if corpora is not None:
+        kinds.append(corpora.PrepareError)
+    return tuple(kinds)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def error_message(exc: BaseException) -> str:
+    """One line describing an expected error (without the ``speechattn: error:`` prefix).
+
+    OSErrors raised by the system (``[Errno 2] No such file or directory: 'x'``) read as
+    ``x: No such file or directory``; other errors give their message.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+        if exc.filename2 is not None:
+            text += f" -> {exc.filename2}"
+        return _one_line(text)
+    return _one_line(exc) or type(exc).__name__
+
+
+def _verbose(ctx: click.Context) -> int:
+    root = ctx.find_root()
+    return int((root.obj or {}).get("verbose", 0)) if isinstance(root.obj, dict) else 0
+
+
+class _Group(click.Group):
+    """A group with speechattn's error handling and lazily imported task commands."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo(f"\n{PROG}: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except _expected_errors() as exc:
+            if _verbose(ctx):
+                click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+            click.echo(f"{PROG}: error: {error_message(exc)}", err=True)
+            ctx.exit(EXIT_ERROR)
+
+    # Lazy task commands (only on the top-level group).
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        if ctx.parent is None:
+            names |= set(TASK_COMMANDS)
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or ctx.parent is not None or cmd_name not in TASK_COMMANDS:
+            return command
+        target = TASK_COMMANDS[cmd_name][0]
+        module_name, _, attr = target.partition(":")
+        try:
+            command = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise click.ClickException(f"command {cmd_name!r} is not available ({target}: {exc})") from exc
+        if not isinstance(command, click.Command):
+            raise click.ClickException(f"command {cmd_name!r}: {target} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Like click's, but task commands are described from :data:`TASK_COMMANDS` (no import)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is not None:
+                if command.hidden:
+                    continue
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+            elif ctx.parent is None and name in TASK_COMMANDS:
+                rows.append((name, TASK_COMMANDS[name][1]))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class _ClickLogHandler(logging.Handler):
+    """Writes log records with click.echo(err=True), so they follow the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def _setup_logging(verbose: int) -> None:
+    """INFO from speechattn by default, DEBUG with -v; other libraries stay at WARNING."""
+    logger = logging.getLogger("speechattn")
+    for handler in list(logger.handlers):
+        if isinstance(handler, _ClickLogHandler):
+            logger.removeHandler(handler)
+    handler = _ClickLogHandler()
+    if verbose:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    else:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not logging.getLogger().handlers:
+        # Keep other libraries quiet unless asked, and avoid printing our records twice.
+        logger.propagate = False
+
+
+# ----------------------------------------------------------------------------- main group
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="speechattn", prog_name=PROG, message="%(prog)s %(version)s")
+@click.option("-v", "--verbose", count=True, help="Debug logging, and tracebacks on errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """speechattn: speech models on a truncated self-attention encoder.
+
+    Train with a recipe (`speechattn train recipes/speaker.yaml`); fetch or import the corpora
+    with `speechattn data prepare`. Corpora are looked up under the data root: --root /
+    --data-root, else $SPEECHATTN_DATA, else ./data.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+    _setup_logging(verbose)
+
+
+# ----------------------------------------------------------------------------- data
+
+@main.group(cls=_Group)
+def data() -> None:
+    """List, download or import the corpora."""
+
+
+_root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    default=None,
+    help="Data root (default: $SPEECHATTN_DATA, else ./data).",
+)
+
+
+@data.command("list")
+@_root_option
+def data_list(root: Path | None) -> None:
+    """Show each corpus and whether it is ready under the data root."""
+    from speechattn.data.prepare import format_corpus_list, list_corpora
+    from speechattn.paths import data_root
+
+    click.echo(f"data root: {data_root(root)}")
+    click.echo(format_corpus_list(list_corpora(root)))
+
+
+@data.command("prepare")
+@click.argument("name")
+@_root_option
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    default=None,
+    help="Use a local copy instead of downloading: a prepared folder (imported by symlinks), "
+    "an extracted original release, or the original archive.",
+)
+@click.option("--copy", is_flag=True, help="With --from a prepared folder: copy the files instead of linking them.")
+@click.option("--force", is_flag=True, help="Prepare again, replacing what is there (the source is never modified).")
+def data_prepare(name: str, root: Path | None, source: Path | None, copy: bool, force: bool) -> None:
+    """Download (or import with --from) corpus NAME into the data root.
+
+    NAME is one of the corpora shown by `speechattn data list` (speechocean762, fsdd, noise).
+    Without --from the public original is downloaded (resumable; checksum-verified where
+    known), unpacked and converted. Preparing a corpus that is already there does nothing.
+    """
+    from speechattn.data.corpora import get_corpus
+    from speechattn.data.prepare import corpus_status, prepare_corpus
+    from speechattn.paths import data_root
+
+    if copy and source is None:
+        raise click.UsageError("--copy needs --from PATH (downloads are always unpacked)")
+    corpus = get_corpus(name)  # unknown names fail here, with a suggestion
+    base = data_root(root)
+    if source is None and (force or corpus_status(name, base).status not in ("prepared", "present")):
+        size = f", {corpus.download_size}" if corpus.download_size else ""
+        log.info("downloading %s from %s%s into %s", corpus.name, corpus.url, size, base)
+    target = prepare_corpus(name, root=base, source=source, copy=copy, force=force, progress=sys.stderr.isatty())
+    status = corpus_status(name, base)
+    how = f" ({status.method})" if status.method else ""
+    click.echo(f"{status.name}: {status.status}{how} in {target}")
+
+
+# ----------------------------------------------------------------------------- train
+
+@main.command()
+@click.argument("recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe value, e.g. --set train.epochs=2 (repeatable; values are YAML).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    default=None,
+    help="Where checkpoints, logs and results go (default: chosen by the recipe).",
+)
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in the run folder.")
+@click.option("--data-root", metavar="DIR", default=None, help="Data root (default: the recipe's, else $SPEECHATTN_DATA, else ./data).")
+def train(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, data_root: str | None) -> None:
+    """Train a model from a recipe file.
+
+    RECIPE is a YAML recipe (e.g. recipes/speaker.yaml). When training ends, its summary
+    (run folder, metrics) is printed on stdout as JSON.
+    """
+    from speechattn import tasks
+
+    train_recipe = getattr(tasks, "train_recipe", None)
+    if train_recipe is None:
+        raise click.ClickException("training is not available yet (speechattn.tasks.train_recipe is missing)")
+    summary = train_recipe(recipe, overrides=list(overrides), run_dir=run_dir, resume=resume, data_root=data_root)
+    click.echo(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
