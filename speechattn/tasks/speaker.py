@@ -10,7 +10,6 @@ in training, otherwise enrolment with half of each dev speaker's utterances).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,8 @@ __all__ = [
     "normalize_features",
     "embed_feature_list",
     "verification_metrics",
+    "evaluate_embeddings",
+    "evaluate_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,8 @@ class SpeakerTask:
                 log.warning("%s: skipped %d unreadable files", name, len(fs.failures))
             if not fs.feats:
                 raise ValueError(f"no readable {name} audio")
+        frames_per_second = 1000.0 / recipe.features.frame_shift_ms
+        self.crop_frames = max(1, int(round(cfg.crop_seconds * frames_per_second)))
         self.noise = self._load_noise(cfg.noise, progress)
 
         self.speakers = sorted({u.speaker for u in self.train_set.manifest})  # type: ignore[type-var]
@@ -228,8 +231,6 @@ class SpeakerTask:
         self.modules = nn.ModuleDict({"embedder": self.embedder, "head": self.head})
         self.metric = "eer" if recipe.eval.metric == "eer" else "accuracy"
         self.metric_mode: Literal["min", "max"] = "min" if self.metric == "eer" else "max"
-        frames_per_second = 1000.0 / recipe.features.frame_shift_ms
-        self.crop_frames = max(1, int(round(cfg.crop_seconds * frames_per_second)))
         self.generator = torch.Generator().manual_seed(recipe.train.seed)
         self.last_eval: dict[str, Any] = {}
 
@@ -243,13 +244,10 @@ class SpeakerTask:
             raise ValueError(f"{folder}: no noise audio found (set data.noise: null to train without noise)")
         manifest = Manifest([Utterance(id=p.stem, path=p) for p in files])
         noise = extract_features(manifest, self.extractor, desc="noise features", progress=progress)
-        long_enough = [f for f in noise.feats if f.shape[0] >= self.crop_frames_for_noise()]
+        long_enough = [f for f in noise.feats if f.shape[0] >= self.crop_frames]
         if not long_enough:
             raise ValueError(f"{folder}: no noise file is longer than a training crop")
         return torch.cat(long_enough)
-
-    def crop_frames_for_noise(self) -> int:
-        return max(1, int(round(self.recipe.data.crop_seconds * 1000.0 / self.recipe.features.frame_shift_ms)))
 
     def steps_per_epoch(self) -> int:
         return max(1, len(self.train_set.feats) // self.recipe.train.batch_size)
@@ -295,47 +293,21 @@ class SpeakerTask:
     def evaluate(self) -> dict[str, float]:
         cfg = self.recipe.eval
         dev_emb = self.embed(self.dev_set.feats)
-        dev_speakers = [u.speaker for u in self.dev_set.manifest]
-        if self.recipe.data.trials:
-            enroll, test, labels = self._trial_indices(self.recipe.data.trials)
-        else:
-            enroll, test, labels = all_pairs_trials(dev_speakers, max_nontarget=cfg.max_nontarget, seed=0)
-        emb = torch.nn.functional.normalize(dev_emb, dim=-1)
-        scores = (emb[torch.as_tensor(enroll)] * emb[torch.as_tensor(test)]).sum(-1).numpy()
-        metrics = verification_metrics(scores, labels)
-        self.last_eval = {"scores": scores, "labels": labels, "threshold": metrics["threshold"]}
-
+        dev_speakers = [str(u.speaker) for u in self.dev_set.manifest]
         closed_set = set(dev_speakers) <= set(self.speakers)
-        train_emb = None
-        if closed_set or cfg.as_norm:
-            train_emb = self.embed(self.train_set.feats)
-        if cfg.as_norm:
-            assert train_emb is not None
-            cohort = _speaker_means(train_emb, self.labels, len(self.speakers))
-            normed = as_norm(scores, emb[torch.as_tensor(enroll)], emb[torch.as_tensor(test)], cohort,
-                             top_k=min(cfg.cohort_top_k, cohort.shape[0]))
-            m = verification_metrics(np.asarray(normed), labels)
-            metrics.update({"eer_asnorm": m["eer"], "min_dcf_asnorm": m["min_dcf"]})
-        if closed_set:
-            assert train_emb is not None
-            centroids = _speaker_means(train_emb, self.labels, len(self.speakers))
-            index = {s: i for i, s in enumerate(self.speakers)}
-            truth = torch.tensor([index[s] for s in dev_speakers])
-        else:
-            centroids, truth, emb = _enrolment_split(emb, dev_speakers)
-        pred = cosine_score_matrix(emb, centroids).argmax(-1)
-        metrics["accuracy"] = 100.0 * float((pred == truth).float().mean())
+        train_emb = self.embed(self.train_set.feats) if closed_set or cfg.as_norm else None
+        train_means = None if train_emb is None else _speaker_means(train_emb, self.labels, len(self.speakers))
+        trials = None
+        if self.recipe.data.trials:
+            trials = _trial_path(self.recipe.data.trials, self.root)
+        metrics, scores, labels = evaluate_embeddings(
+            dev_emb, dev_speakers, [u.id for u in self.dev_set.manifest], trials=trials,
+            max_nontarget=cfg.max_nontarget, cohort=train_means if cfg.as_norm else None,
+            cohort_top_k=cfg.cohort_top_k,
+            known=(train_means, self.speakers) if closed_set and train_means is not None else None,
+        )
+        self.last_eval = {"scores": scores, "labels": labels, "threshold": metrics["threshold"]}
         return metrics
-
-    def _trial_indices(self, reference: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        path = Path(reference) if Path(reference).is_absolute() else self.root / reference
-        ids = {u.id: i for i, u in enumerate(self.dev_set.manifest)}
-        rows = [(ids.get(t.enroll), ids.get(t.test), t.target) for t in read_trials(path)]
-        kept = [r for r in rows if r[0] is not None and r[1] is not None]
-        if len(kept) < len(rows):
-            log.warning("%s: %d trials name utterances not in the dev set; skipped", path, len(rows) - len(kept))
-        arr = np.array(kept, dtype=np.int64)
-        return arr[:, 0], arr[:, 1], arr[:, 2].astype(bool)
 
     def save_best(self, run_dir: Path, metrics: dict[str, float]) -> None:
         save_weights(self.embedder, run_dir / "model.safetensors")
@@ -354,6 +326,112 @@ class SpeakerTask:
                      title=f"dev DET (EER {metrics['eer']:.2f}%)")
 
 
+def _trial_path(reference: str | Path, root: Path) -> Path:
+    path = Path(reference)
+    return path if path.is_absolute() or path.exists() else root / path
+
+
+def _trial_indices(path: Path, ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    index = {u: i for i, u in enumerate(ids)}
+    rows = [(index.get(t.enroll), index.get(t.test), t.target) for t in read_trials(path)]
+    kept = [r for r in rows if r[0] is not None and r[1] is not None]
+    if len(kept) < len(rows):
+        log.warning("%s: %d trials name utterances not in the data; skipped", path, len(rows) - len(kept))
+    if not kept:
+        raise ValueError(f"{path}: no trial names two utterances of the evaluated data")
+    arr = np.array(kept, dtype=np.int64)
+    return arr[:, 0], arr[:, 1], arr[:, 2].astype(bool)
+
+
+def evaluate_embeddings(
+    emb: Tensor,
+    speakers: list[str],
+    ids: list[str],
+    *,
+    trials: Path | None = None,
+    max_nontarget: int | None = None,
+    cohort: Tensor | None = None,
+    cohort_top_k: int = 100,
+    known: tuple[Tensor, list[str]] | None = None,
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Verification and identification metrics of utterance embeddings.
+
+    Args:
+        emb: (N, E) embeddings; ``speakers`` and ``ids`` label them.
+        trials: trial list (ids); default all pairs (non-targets capped by ``max_nontarget``).
+        cohort: (C, E) AS-Norm cohort (adds ``eer_asnorm``, ``min_dcf_asnorm``).
+        known: (centroids (S, E), names) of enrolled speakers for closed-set identification;
+            default: open-set, even-numbered utterances of each speaker enrol, odd ones test.
+
+    Returns:
+        (metrics, scores, labels): ``eer`` (%), ``min_dcf`` (p_target 0.01), ``threshold`` (EER
+        point), ``accuracy`` (%), and the raw trial scores and target labels.
+    """
+    if trials is not None:
+        enroll, test, labels = _trial_indices(trials, ids)
+    else:
+        enroll, test, labels = all_pairs_trials(speakers, max_nontarget=max_nontarget, seed=0)
+    labels = np.asarray(labels, dtype=bool)
+    if labels.all() or not labels.any():
+        raise ValueError("verification needs both target and non-target trials (at least two speakers with two utterances)")
+    emb = torch.nn.functional.normalize(emb.float(), dim=-1)
+    e, t = emb[torch.as_tensor(enroll)], emb[torch.as_tensor(test)]
+    scores = (e * t).sum(-1).numpy()
+    metrics = verification_metrics(scores, labels)
+    if cohort is not None:
+        normed = as_norm(scores, e, t, cohort, top_k=min(cohort_top_k, cohort.shape[0]))
+        m = verification_metrics(np.asarray(normed), labels)
+        metrics.update({"eer_asnorm": m["eer"], "min_dcf_asnorm": m["min_dcf"]})
+    if known is not None:
+        centroids, names = known
+        index = {s: i for i, s in enumerate(names)}
+        truth = torch.tensor([index[s] for s in speakers])
+        probe = emb
+    else:
+        centroids, truth, probe = _enrolment_split(emb, speakers)
+    pred = cosine_score_matrix(probe, centroids).argmax(-1)
+    metrics["accuracy"] = 100.0 * float((pred == truth).float().mean())
+    return metrics, scores, labels
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data: str,
+    *,
+    trials: str | Path | None = None,
+    cohort: str | None = None,
+    det_path: str | Path | None = None,
+    data_root: str | None = None,
+) -> dict[str, Any]:
+    """Metrics of a trained run on any labelled data (``speechattn evaluate``)."""
+    from speechattn.inference import SpeakerRecognizer
+
+    model = SpeakerRecognizer.from_run(run_dir)
+    root = resolve_data_root(data_root if data_root is not None else model.recipe.data.root)
+    manifest = resolve_manifest(data, root)
+    fs = extract_features(manifest, model.extractor, desc="features")
+    for utt_id, reason in fs.failures.items():
+        log.warning("skipped %s: %s", utt_id, reason)
+    speakers = [str(u.speaker) for u in fs.manifest]
+    if any(u.speaker is None for u in fs.manifest):
+        raise ValueError(f"{data}: evaluation needs speaker labels for every utterance")
+    emb = model.embed_features(fs.feats)
+    cohort_emb = None
+    if cohort is not None:
+        cm = resolve_manifest(cohort, root)
+        cfs = extract_features(cm, model.extractor, desc="cohort features")
+        names = sorted({str(u.speaker) for u in cfs.manifest})
+        idx = {s: i for i, s in enumerate(names)}
+        cohort_emb = _speaker_means(model.embed_features(cfs.feats), torch.tensor([idx[str(u.speaker)] for u in cfs.manifest]), len(names))
+    trial_path = None if trials is None else _trial_path(trials, root)
+    metrics, scores, labels = evaluate_embeddings(emb, speakers, [u.id for u in fs.manifest], trials=trial_path,
+                                                  cohort=cohort_emb)
+    if det_path is not None:
+        plot_det(scores, labels, det_path, title=f"{data} DET (EER {metrics['eer']:.2f}%)")
+    return {"data": data, "utterances": len(fs.manifest), "speakers": len(set(speakers)), "trials": int(len(labels)),
+            "target_trials": int(labels.sum()), "skipped_files": len(fs.failures), **metrics}
+
+
 def _spread_subset(manifest: Manifest, count: int) -> Manifest:
     """``count`` utterances spread evenly over the manifest (keeps every speaker represented)."""
     if count >= len(manifest):
@@ -368,11 +446,11 @@ def _speaker_means(emb: Tensor, labels: Tensor, count: int) -> Tensor:
     return torch.nn.functional.normalize(sums, dim=-1)
 
 
-def _enrolment_split(emb: Tensor, speakers: list[str | None]) -> tuple[Tensor, Tensor, Tensor]:
+def _enrolment_split(emb: Tensor, speakers: list[str]) -> tuple[Tensor, Tensor, Tensor]:
     """Open-set identification: even-numbered utterances of each speaker enrol, odd ones test."""
     names = sorted({s for s in speakers})  # type: ignore[type-var]
     index = {s: i for i, s in enumerate(names)}
-    seen: dict[str | None, int] = {}
+    seen: dict[str, int] = {}
     enrol, test = [], []
     for i, s in enumerate(speakers):
         (enrol if seen.get(s, 0) % 2 == 0 else test).append(i)
@@ -381,6 +459,3 @@ def _enrolment_split(emb: Tensor, speakers: list[str | None]) -> tuple[Tensor, T
     centroids = _speaker_means(emb[enrol], labels[enrol], len(names))
     return centroids, labels[test], emb[test]
 
-
-def describe(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, indent=2)

@@ -1,0 +1,186 @@
+"""Speaker commands: ``embed``, ``verify``, ``identify``, ``evaluate``.
+
+Inputs are audio files, folders (searched recursively) or list files. A file that cannot be
+read is reported on stderr with its reason and the others go on; the exit status is 1 when any
+failed. Outputs already computed are written even when later files fail or on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from speechattn.cli.inputs import BatchReport, expand_inputs
+
+__all__ = ["embed", "verify", "identify", "evaluate"]
+
+RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def _recognizer(run_dir: Path) -> Any:
+    from speechattn.inference import SpeakerRecognizer
+
+    return SpeakerRecognizer.from_run(run_dir)
+
+
+def _reason(path: Path, exc: BaseException) -> str:
+    """The error message without a leading ``path:`` (the report names the file itself)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for prefix in (f"{path}: ", f"{os.fspath(path)}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+def _embed_paths(model: Any, paths: list[Path], report: BatchReport, progress: bool = True):
+    """Yield (path, embedding) for every readable file; failures go to ``report``."""
+    from tqdm import tqdm
+
+    from speechattn.audio import AudioError
+
+    for path in tqdm(paths, desc="embedding", disable=None if progress else True, leave=False):
+        try:
+            emb = model.embed_file(path)
+        except (AudioError, ValueError, OSError) as exc:
+            report.fail(path, _reason(path, exc))
+            continue
+        report.ok(path)
+        yield path, emb
+
+
+@click.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to FILE.npy (array + FILE.txt listing the files in order) or FILE.json; "
+                   "default: one JSON line per file on stdout.")
+@click.pass_context
+def embed(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], output: Path | None) -> None:
+    """Write speaker embeddings of audio files."""
+    import numpy as np
+
+    model = _recognizer(run_dir)
+    report = BatchReport()
+    paths, problems = expand_inputs(inputs)
+    report.add_problems(problems)
+    done: list[tuple[Path, list[float]]] = []
+    try:
+        for path, emb in _embed_paths(model, paths, report):
+            vector = [round(float(v), 6) for v in emb]
+            done.append((path, vector))
+            if output is None:
+                click.echo(json.dumps({"file": str(path), "embedding": vector}))
+    finally:  # keep what was computed, even on Ctrl-C or an unexpected error
+        if output is not None and done:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            if output.suffix == ".npy":
+                np.save(output, np.array([v for _, v in done], dtype=np.float32))
+                output.with_suffix(".txt").write_text("".join(f"{p}\n" for p, _ in done))
+            else:
+                output.write_text(json.dumps({str(p): v for p, v in done}) + "\n")
+    click.echo(report.summary(), err=True)
+    ctx.exit(report.exit_code)
+
+
+@click.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.argument("first", type=click.Path(path_type=Path))
+@click.argument("second", type=click.Path(path_type=Path))
+@click.option("--threshold", type=float, default=None, help="Decision threshold (default: calibrated on dev).")
+def verify(run_dir: Path, first: Path, second: Path, threshold: float | None) -> None:
+    """Score whether two recordings share a speaker."""
+    model = _recognizer(run_dir)
+    a, b = model.embed_file(first), model.embed_file(second)
+    score = model.score(a, b)
+    limit = model.threshold if threshold is None else threshold
+    click.echo(json.dumps({"first": str(first), "second": str(second), "score": round(score, 6),
+                           "threshold": round(limit, 6), "same_speaker": score >= limit}))
+
+
+def _enrolment(model: Any, enroll: Path, report: BatchReport) -> dict[str, Any]:
+    """Speaker -> mean embedding, from ``DIR/<speaker>/*.wav`` or a manifest with speakers."""
+    import torch
+
+    groups: dict[str, list[Path]] = {}
+    if enroll.is_dir() and not (enroll / "wav.scp").exists():
+        for sub in sorted(p for p in enroll.iterdir() if p.is_dir()):
+            files, problems = expand_inputs([str(sub)])
+            report.add_problems(problems)
+            if files:
+                groups[sub.name] = files
+    else:
+        from speechattn.data.manifest import load_manifest
+
+        for utt in load_manifest(enroll):
+            if utt.speaker is None:
+                raise ValueError(f"{enroll}: utterance {utt.id} has no speaker label")
+            groups.setdefault(utt.speaker, []).append(Path(utt.path))
+    if not groups:
+        raise ValueError(f"{enroll}: no enrolment audio (expected one sub-folder of audio per speaker, "
+                         "or a Kaldi dir / manifest with speakers)")
+    centroids = {}
+    for speaker, files in groups.items():
+        embs = [e for _, e in _embed_paths(model, files, report, progress=False)]
+        if embs:
+            centroids[speaker] = torch.nn.functional.normalize(torch.stack(embs), dim=-1).mean(0)
+    if not centroids:
+        raise ValueError(f"{enroll}: no enrolment file could be read")
+    return centroids
+
+
+@click.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--enroll", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Folder with one sub-folder of audio per speaker, or a Kaldi dir / manifest with speakers.")
+@click.option("--top", default=3, show_default=True, help="Candidates listed per file.")
+@click.pass_context
+def identify(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], enroll: Path, top: int) -> None:
+    """Name the enrolled speaker of each recording."""
+    import torch
+
+    model = _recognizer(run_dir)
+    enrol_report = BatchReport()
+    centroids = _enrolment(model, enroll, enrol_report)
+    report = BatchReport()
+    names = list(centroids)
+    matrix = torch.stack([centroids[n] for n in names])
+    paths, problems = expand_inputs(inputs)
+    report.add_problems(problems)
+    for path, emb in _embed_paths(model, paths, report):
+        scores = torch.nn.functional.cosine_similarity(matrix, emb[None], dim=-1)
+        best = scores.argsort(descending=True)[: max(1, top)].tolist()
+        click.echo(json.dumps({
+            "file": str(path), "speaker": names[best[0]], "score": round(float(scores[best[0]]), 6),
+            "candidates": [{"speaker": names[i], "score": round(float(scores[i]), 6)} for i in best],
+        }))
+    click.echo(f"{report.summary()}; enrolled {len(names)} speakers from {enrol_report.num_ok} files"
+               f"{f' ({enrol_report.num_failed} failed)' if enrol_report.num_failed else ''}", err=True)
+    ctx.exit(max(report.exit_code, enrol_report.exit_code))
+
+
+@click.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("--data", "data_ref", required=True,
+              help="Data to score: Kaldi dir, CSV/JSONL manifest, or CORPUS:SPLIT (paths relative to the data root).")
+@click.option("--trials", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Trial list (enroll_id test_id target|nontarget); default: all pairs of the data.")
+@click.option("--cohort", "cohort_ref", default=None, help="Data whose speaker means form the AS-Norm cohort.")
+@click.option("--det", type=click.Path(dir_okay=False, path_type=Path), help="Write a DET-curve PNG here.")
+@click.option("--data-root", default=None, help="Data root (default: SPEECHATTN_DATA or ./data).")
+def evaluate(run_dir: Path, data_ref: str, trials: Path | None, cohort_ref: str | None, det: Path | None,
+             data_root: str | None) -> None:
+    """Evaluate a trained run on a data dir."""
+    from speechattn.tasks.speaker import evaluate_run
+
+    metrics = evaluate_run(run_dir, data_ref, trials=trials, cohort=cohort_ref, det_path=det, data_root=data_root)
+    click.echo(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(embed())

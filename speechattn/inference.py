@@ -1,0 +1,112 @@
+"""Use a trained run from Python.
+
+    from speechattn import SpeakerRecognizer
+    model = SpeakerRecognizer.from_run("runs/speaker")
+    embedding = model.embed(waveform, sample_rate)        # (192,) tensor
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor
+
+from speechattn.audio import FeatureExtractor, load_audio
+from speechattn.training.checkpoint import load_weights
+
+__all__ = ["load_run_recipe", "SpeakerRecognizer"]
+
+
+def load_run_recipe(run_dir: str | os.PathLike[str]) -> Any:
+    """The resolved recipe saved in ``RUN_DIR/config.yaml``."""
+    from speechattn.tasks import load_task_recipe
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir}: not a speechattn run directory (no config.yaml)")
+    return load_task_recipe(path)
+
+
+class SpeakerRecognizer:
+    """A trained speaker model: waveform -> embedding, and cosine scoring.
+
+    Args:
+        recipe: the run's recipe (:class:`~speechattn.tasks.speaker.SpeakerRecipe`).
+        embedder: the trained embedder (eval mode).
+        threshold: same/different decision threshold on the cosine score (the dev EER point).
+    """
+
+    def __init__(self, recipe: Any, embedder: torch.nn.Module, threshold: float) -> None:
+        self.recipe = recipe
+        self.embedder = embedder.eval()
+        self.threshold = float(threshold)
+        self.extractor = FeatureExtractor(recipe.features).eval()
+        self.sample_rate = recipe.features.sample_rate
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike[str]) -> "SpeakerRecognizer":
+        """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) written by ``speechattn train``."""
+        from speechattn.tasks.speaker import build_embedder
+
+        run_dir = Path(run_dir)
+        recipe = load_run_recipe(run_dir)
+        if recipe.task != "speaker":
+            raise ValueError(f"{run_dir}: a {recipe.task!r} run, not a speaker model")
+        weights = run_dir / "model.safetensors"
+        if not weights.exists():
+            raise FileNotFoundError(f"{weights}: no trained weights (training has not reached its first evaluation)")
+        embedder = build_embedder(recipe.model, recipe.features.feature_dim)
+        embedder.load_state_dict(load_weights(weights))
+        info = json.loads((run_dir / "model.json").read_text())
+        return cls(recipe, embedder, info["threshold"])
+
+    @contextlib.contextmanager
+    def _precision(self) -> Iterator[None]:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                    enabled=self.recipe.train.precision == "bf16"):
+            yield
+
+    def features(self, waveform: Tensor, sample_rate: int) -> Tensor:
+        """(samples,) mono waveform at ``sample_rate`` -> (frames, dim) features at the model rate."""
+        if waveform.dim() != 1:
+            raise ValueError(f"expected a mono (samples,) waveform, got shape {tuple(waveform.shape)}")
+        if sample_rate != self.sample_rate:
+            import torchaudio
+
+            waveform = torchaudio.functional.resample(waveform, sample_rate, self.sample_rate)
+        with torch.inference_mode():
+            feats, frames = self.extractor(waveform.float()[None])
+        if int(frames[0]) == 0:
+            raise ValueError("audio shorter than one frame")
+        return feats[0, : int(frames[0])]
+
+    def embed(self, waveform: Tensor, sample_rate: int) -> Tensor:
+        """(samples,) waveform -> (embed_dim,) embedding."""
+        return self.embed_features([self.features(waveform, sample_rate)])[0]
+
+    def embed_features(self, feats: list[Tensor]) -> Tensor:
+        """Utterance features (each (frames, dim)) -> (N, embed_dim) embeddings."""
+        from speechattn.tasks.speaker import embed_feature_list
+
+        with self._precision():
+            return embed_feature_list(self.embedder, feats, self.recipe.normalize, self.recipe.eval.batch_frames).float()
+
+    def embed_file(self, path: str | os.PathLike[str]) -> Tensor:
+        """Embedding of an audio file (any format soundfile reads, any rate, mixed to mono)."""
+        waveform, rate = load_audio(path)
+        return self.embed(waveform, rate)
+
+    @staticmethod
+    def score(a: Tensor, b: Tensor) -> float:
+        """Cosine similarity of two embeddings."""
+        return float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1))
+
+    def verify(self, a: Tensor, b: Tensor) -> tuple[float, bool]:
+        """(score, same speaker?) for two embeddings, at the dev-calibrated threshold."""
+        s = self.score(a, b)
+        return s, s >= self.threshold
