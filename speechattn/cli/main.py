@@ -47,15 +47,15 @@ log = logging.getLogger("speechattn.cli")
 # (keep the help text equal to the command's own first docstring line):
 #
 TASK_COMMANDS: dict[str, tuple[str, str]] = {
-    # --- registered by speechattn.tasks.speaker (speaker recipe): ---
-    # "embed":      ("speechattn.tasks.speaker.cli:embed", "Write speaker embeddings of audio files."),
-    # "verify":     ("speechattn.tasks.speaker.cli:verify", "Score whether two recordings share a speaker."),
-    # "identify":   ("speechattn.tasks.speaker.cli:identify", "Name the enrolled speaker of each recording."),
-    # "evaluate":   ("speechattn.tasks.speaker.cli:evaluate", "Evaluate a trained run on a data dir."),
-    # --- registered by the frame-labeling task: ---
-    # "label":      ("speechattn.tasks.labeling.cli:label", "Label the frames of audio files."),
-    # --- registered by the CTC task: ---
-    # "transcribe": ("speechattn.tasks.ctc.cli:transcribe", "Transcribe audio files."),
+    # --- speaker recipe (speechattn/cli/speaker.py): ---
+    # "embed":      ("speechattn.cli.speaker:embed", "Write speaker embeddings of audio files."),
+    # "verify":     ("speechattn.cli.speaker:verify", "Score whether two recordings share a speaker."),
+    # "identify":   ("speechattn.cli.speaker:identify", "Name the enrolled speaker of each recording."),
+    # "evaluate":   ("speechattn.cli.speaker:evaluate", "Evaluate a trained run on a data dir."),
+    # --- frame-labeling task: ---
+    # "label":      ("speechattn.cli.labeling:label", "Label the frames of audio files."),
+    # --- CTC task: ---
+    # "transcribe": ("speechattn.cli.ctc:transcribe", "Transcribe audio files."),
 }
 
 
@@ -299,5 +299,8 @@ def train(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover - `python3 -m speechattn.cli.main` (used by the Makefile)
+    # Run the module under its import name, so that task modules importing it share its state.
+    from speechattn.cli.main import main as _main
+
+    _main(prog_name=PROG)
