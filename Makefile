@@ -1,0 +1,48 @@
+# speechattn: set-up, main job, tests, benchmarks.
+#
+#   make train    install (once), fetch the corpora if the data root lacks them, train recipes/speaker.yaml
+#   make test     install (once), run the test suite
+#   make bench    attention and encoder benchmarks
+#
+# Variables: SPEECHATTN_DATA (data root; default ../shared/data when that folder exists, else
+# ./data), PYTHON (default python3), TRAIN_ARGS (extra `speechattn train` options, e.g.
+# TRAIN_ARGS="--set train.max_minutes=1"), PYTEST_ARGS (e.g. PYTEST_ARGS="-x tests/cli").
+
+PYTHON ?= python3
+SPEECHATTN_DATA ?= $(if $(wildcard ../shared/data/.),$(abspath ../shared/data),$(CURDIR)/data)
+export SPEECHATTN_DATA
+
+# `python3 -m` rather than the console script: works without the environment's bin/ on PATH.
+SPEECHATTN = $(PYTHON) -m speechattn.cli.main
+RECIPE ?= recipes/speaker.yaml
+TRAIN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install train test bench
+
+help:
+	@echo "make train   install, prepare the data if missing, train $(RECIPE)"
+	@echo "make test    install, run the tests"
+	@echo "make bench   run the attention and encoder benchmarks"
+	@echo "data root:   SPEECHATTN_DATA=$(SPEECHATTN_DATA)"
+
+install: .install.stamp
+
+# Redone whenever pyproject.toml changes. torch 2.14.1 is pinned with the torchaudio build that
+# matches it (torchaudio 2.11.0).
+.install.stamp: pyproject.toml
+	$(PYTHON) -m pip install torch==2.14.1 torchaudio==2.11.0
+	$(PYTHON) -m pip install -e ".[dev]"
+	touch $@
+
+train: install
+	@if [ ! -d "$(SPEECHATTN_DATA)/speechocean762" ]; then $(SPEECHATTN) data prepare speechocean762; fi
+	@if [ ! -d "$(SPEECHATTN_DATA)/noise" ]; then $(SPEECHATTN) data prepare noise; fi
+	$(SPEECHATTN) train $(RECIPE) $(TRAIN_ARGS)
+
+test: install
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(PYTHON) benchmarks/attention.py
+	$(PYTHON) benchmarks/encoder.py
