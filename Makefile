@@ -28,9 +28,10 @@ help:
 
 install: .install.stamp
 
-# Redone whenever pyproject.toml changes. torch 2.14.1 is pinned with the torchaudio build that
-# matches it (torchaudio 2.11.0).
-.install.stamp: pyproject.toml
+# Redone when pyproject.toml or speechattn/__init__.py is newer than the stamp (an editable
+# install records whether `speechattn` was a regular or a namespace package when installed).
+# torch 2.14.1 is pinned with the torchaudio build that matches it (2.11.0).
+.install.stamp: pyproject.toml $(wildcard speechattn/__init__.py)
 	$(PYTHON) -m pip install torch==2.14.1 torchaudio==2.11.0
 	$(PYTHON) -m pip install -e ".[dev]"
 	touch $@
