@@ -36,3 +36,23 @@ def fsdd_dir() -> Path:
 def noise_dir() -> Path:
     """``<data root>/noise`` (FLAC background noise), or skip."""
     return _corpus("noise")
+
+
+#: Overrides that turn recipes/speaker_fsdd.yaml into a seconds-long run on 120 recordings.
+TINY_SPEAKER = [
+    "model.encoder.d_model=32", "model.encoder.num_heads=2", "model.encoder.num_layers=1",
+    "model.encoder.ffn_dim=64", "model.embed_dim=16", "data.max_train_utterances=120",
+    "data.max_dev_utterances=60", "train.batch_size=16", "train.max_epochs=2", "train.eval_every=1",
+    "train.max_minutes=null", "train.precision=fp32", "train.warmup_steps=2",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, fsdd_dir):
+    """(run_dir, summary) of a speaker model trained for two epochs on 120 FSDD recordings."""
+    from speechattn.tasks import train_recipe
+
+    run_dir = tmp_path_factory.mktemp("runs") / "fsdd"
+    summary = train_recipe(Path(__file__).parent.parent / "recipes" / "speaker_fsdd.yaml", TINY_SPEAKER,
+                           run_dir=run_dir, progress=False)
+    return run_dir, summary

@@ -48,10 +48,10 @@ log = logging.getLogger("speechattn.cli")
 #
 TASK_COMMANDS: dict[str, tuple[str, str]] = {
     # --- speaker recipe (speechattn/cli/speaker.py): ---
-    # "embed":      ("speechattn.cli.speaker:embed", "Write speaker embeddings of audio files."),
-    # "verify":     ("speechattn.cli.speaker:verify", "Score whether two recordings share a speaker."),
-    # "identify":   ("speechattn.cli.speaker:identify", "Name the enrolled speaker of each recording."),
-    # "evaluate":   ("speechattn.cli.speaker:evaluate", "Evaluate a trained run on a data dir."),
+    "embed": ("speechattn.cli.speaker:embed", "Write speaker embeddings of audio files."),
+    "verify": ("speechattn.cli.speaker:verify", "Score whether two recordings share a speaker."),
+    "identify": ("speechattn.cli.speaker:identify", "Name the enrolled speaker of each recording."),
+    "evaluate": ("speechattn.cli.speaker:evaluate", "Evaluate a trained run on a data dir."),
     # --- frame-labeling task: ---
     # "label":      ("speechattn.cli.labeling:label", "Label the frames of audio files."),
     # --- CTC task: ---

@@ -132,10 +132,9 @@ def normalize_features(x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
     if mode == "none":
         return x
     if lengths is None:
-        mean = x.mean(dim=1, keepdim=True)
-        out = x - mean
+        out = x - x.mean(dim=1, keepdim=True)
         if mode == "mean_var":
-            out = out / out.std(dim=1, keepdim=True).clamp(min=1e-5)
+            out = out / out.pow(2).mean(dim=1, keepdim=True).sqrt().clamp(min=1e-5)
         return out
     valid = (torch.arange(x.shape[1])[None, :] < lengths[:, None])[..., None].to(x.dtype)
     count = lengths.clamp(min=1)[:, None, None].to(x.dtype)

@@ -1,0 +1,113 @@
+"""embed / verify / identify / evaluate on real audio from the data root, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from speechattn.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def audio(fsdd_dir, speechocean_dir, tmp_path_factory):
+    """Real recordings: FSDD speakers (8 kHz WAV) and a speechocean762 Ogg (16 kHz)."""
+    rec = fsdd_dir / "recordings"
+    files = {
+        "jackson_a": rec / "0_jackson_0.wav", "jackson_b": rec / "1_jackson_1.wav",
+        "nicolas_a": rec / "0_nicolas_0.wav", "theo_a": rec / "2_theo_2.wav",
+        "ogg": next(iter(sorted((speechocean_dir / "audio").glob("*/*.ogg")))),
+    }
+    tmp = tmp_path_factory.mktemp("audio")
+    enroll = tmp / "enroll"
+    for speaker in ("jackson", "nicolas", "theo"):
+        (enroll / speaker).mkdir(parents=True)
+        for digit in (3, 4):
+            shutil.copy(rec / f"{digit}_{speaker}_3.wav", enroll / speaker)
+    bad = tmp / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    files.update(enroll=enroll, bad=bad, tmp=tmp)
+    return files
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_embed_writes_npy_and_reports_bad_files(tiny_run, audio):
+    run_dir, _ = tiny_run
+    out = audio["tmp"] / "emb.npy"
+    res = _run("embed", run_dir, audio["jackson_a"], audio["ogg"], audio["bad"], audio["tmp"] / "missing.wav", "-o", out)
+    assert res.exit_code == 1  # some files failed, the others were embedded
+    assert "broken.wav" in res.output and "missing.wav" in res.output
+    assert "2 files done, 2 failed" in res.output
+    emb = np.load(out)
+    assert emb.shape == (2, 16) and np.isfinite(emb).all()
+    assert out.with_suffix(".txt").read_text().splitlines() == [str(audio["jackson_a"]), str(audio["ogg"])]
+
+
+def test_embed_folder_to_stdout_json_lines(tiny_run, audio):
+    run_dir, _ = tiny_run
+    res = _run("embed", run_dir, audio["enroll"] / "theo")
+    assert res.exit_code == 0
+    lines = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
+    assert len(lines) == 2 and all(len(x["embedding"]) == 16 for x in lines)
+
+
+def test_verify_prints_score_and_decision(tiny_run, audio):
+    run_dir, _ = tiny_run
+    res = _run("verify", run_dir, audio["jackson_a"], audio["jackson_b"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert -1.0 <= out["score"] <= 1.0
+    assert out["same_speaker"] == (out["score"] >= out["threshold"])
+    res = _run("verify", run_dir, audio["jackson_a"], audio["jackson_b"], "--threshold", "2")
+    assert json.loads(res.output)["same_speaker"] is False
+
+
+def test_verify_bad_file_is_one_line_error(tiny_run, audio):
+    run_dir, _ = tiny_run
+    res = _run("verify", run_dir, audio["jackson_a"], audio["bad"])
+    assert res.exit_code == 2
+    assert res.output.strip().count("\n") == 0 and "broken.wav" in res.output
+
+
+def test_identify_against_enrolled_folders(tiny_run, audio):
+    run_dir, _ = tiny_run
+    res = _run("identify", run_dir, "--enroll", audio["enroll"], audio["jackson_a"], audio["nicolas_a"], audio["bad"])
+    assert res.exit_code == 1
+    rows = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
+    assert [r["file"] for r in rows] == [str(audio["jackson_a"]), str(audio["nicolas_a"])]
+    for r in rows:
+        assert r["speaker"] in {"jackson", "nicolas", "theo"}
+        assert r["candidates"][0]["speaker"] == r["speaker"] and len(r["candidates"]) == 3
+    assert "enrolled 3 speakers from 6 files" in res.output
+
+
+def test_evaluate_prints_metrics_and_det(tiny_run, audio):
+    run_dir, _ = tiny_run
+    det = audio["tmp"] / "det.png"
+    res = _run("evaluate", run_dir, "--data", "fsdd:test", "--det", det)
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.output)
+    assert metrics["utterances"] == 300 and metrics["speakers"] == 6
+    assert 0.0 <= metrics["eer"] <= 100.0 and 0.0 <= metrics["min_dcf"] <= 1.0
+    assert det.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_with_trials_file(tiny_run, audio, tmp_path):
+    run_dir, _ = tiny_run
+    trials = tmp_path / "trials.txt"
+    trials.write_text("0_jackson_0 1_jackson_1 target\n0_jackson_0 0_nicolas_0 nontarget\n"
+                      "0_theo_0 1_theo_1 target\n1_theo_1 0_nicolas_1 nontarget\n")
+    res = _run("evaluate", run_dir, "--data", "fsdd:test", "--trials", trials)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["trials"] == 4
+
+
+def test_not_a_run_dir(tmp_path):
+    res = _run("embed", tmp_path, "x.wav")
+    assert res.exit_code == 2 and "config.yaml" in res.output

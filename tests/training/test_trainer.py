@@ -1,0 +1,167 @@
+"""Trainer: learning, best checkpoint, resume, early stopping, time budget, schedule, atomic files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from speechattn.training.checkpoint import atomic_write, load_state, load_weights, save_weights
+from speechattn.training.schedule import warmup_cosine
+from speechattn.training.trainer import TrainConfig, Trainer
+
+
+class ToyTask:
+    """Two Gaussian blobs; metric = dev error rate (%)."""
+
+    metric = "error"
+    metric_mode = "min"
+
+    def __init__(self, dev_metrics: list[float] | None = None) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.x = torch.cat([torch.randn(64, 2, generator=gen) + 2, torch.randn(64, 2, generator=gen) - 2])
+        self.y = torch.cat([torch.zeros(64, dtype=torch.long), torch.ones(64, dtype=torch.long)])
+        self.modules = nn.ModuleDict({"net": nn.Linear(2, 2)})
+        self.scripted = list(dev_metrics) if dev_metrics else None
+        self.saved: list[float] = []
+
+    def steps_per_epoch(self) -> int:
+        return 4
+
+    def train_batches(self, epoch: int):
+        order = torch.randperm(128, generator=torch.Generator().manual_seed(epoch))
+        for i in range(4):
+            yield order[i * 32 : (i + 1) * 32]
+
+    def training_step(self, batch, progress):
+        logits = self.modules["net"](self.x[batch])
+        return nn.functional.cross_entropy(logits, self.y[batch]), {"p": progress}
+
+    def evaluate(self):
+        if self.scripted is not None:
+            return {"error": self.scripted.pop(0)}
+        pred = self.modules["net"](self.x).argmax(-1)
+        return {"error": 100.0 * float((pred != self.y).float().mean())}
+
+    def save_best(self, run_dir: Path, metrics):
+        self.saved.append(metrics["error"])
+        save_weights(self.modules["net"], run_dir / "model.safetensors")
+
+
+def test_trainer_learns_and_writes_run_files(tmp_path):
+    task = ToyTask()
+    summary = Trainer(TrainConfig(max_epochs=5, lr=0.05, warmup_steps=2), tmp_path, progress_bar=False).fit(task)
+    assert summary["best"] <= 5.0
+    assert summary["epochs"] == 5 and summary["steps"] == 20
+    assert json.loads((tmp_path / "metrics.json").read_text())["best"] == summary["best"]
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert "dev_error" in rows[0] and "train_loss" in rows[0]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert set(load_weights(tmp_path / "model.safetensors")) == {"weight", "bias"}
+
+
+def test_best_checkpoint_follows_dev_metric(tmp_path):
+    task = ToyTask(dev_metrics=[30.0, 20.0, 25.0, 10.0, 15.0])
+    summary = Trainer(TrainConfig(max_epochs=5), tmp_path, progress_bar=False).fit(task)
+    assert task.saved == [30.0, 20.0, 10.0]
+    assert summary["best"] == 10.0 and summary["best_epoch"] == 4
+
+
+def test_early_stopping(tmp_path):
+    task = ToyTask(dev_metrics=[10.0, 11.0, 12.0, 13.0, 9.0, 1.0])
+    summary = Trainer(TrainConfig(max_epochs=6, early_stopping=3), tmp_path, progress_bar=False).fit(task)
+    assert summary["stopped"] == "early_stopping"
+    assert summary["epochs"] == 4 and summary["best"] == 10.0
+
+
+class InterruptedTask(ToyTask):
+    """Dies (like Ctrl-C or a killed job) when epoch ``die_at`` starts."""
+
+    def __init__(self, die_at: int) -> None:
+        super().__init__()
+        self.die_at = die_at
+
+    def train_batches(self, epoch: int):
+        if epoch == self.die_at:
+            raise KeyboardInterrupt
+        yield from super().train_batches(epoch)
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    cfg = TrainConfig(max_epochs=4, lr=0.05, warmup_steps=2, seed=3)
+    torch.manual_seed(0)
+    full = ToyTask()
+    Trainer(cfg, tmp_path / "full", progress_bar=False).fit(full)
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "split", progress_bar=False).fit(InterruptedTask(die_at=3))
+    state = load_state(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert state["trainer"]["epoch"] == 2 and state["trainer"]["step"] == 8
+    torch.manual_seed(123)  # a fresh process: initial weights differ, the checkpoint restores them
+    second = ToyTask()
+    summary = Trainer(cfg, tmp_path / "split", progress_bar=False).fit(second, resume=True)
+    assert summary["epochs"] == 4 and summary["steps"] == 16
+    for a, b in zip(full.modules.parameters(), second.modules.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    rows = list(csv.DictReader(open(tmp_path / "split" / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Trainer(TrainConfig(), tmp_path, progress_bar=False).fit(ToyTask(), resume=True)
+
+
+def test_time_budget_stops_training(tmp_path):
+    summary = Trainer(TrainConfig(max_epochs=10_000, max_minutes=0.02), tmp_path, progress_bar=False).fit(ToyTask())
+    assert summary["stopped"] == "max_minutes"
+    assert summary["epochs"] < 10_000
+    assert summary["best"] is not None  # the last epoch is always evaluated
+
+
+def test_bf16_autocast_training_runs(tmp_path):
+    summary = Trainer(TrainConfig(max_epochs=3, lr=0.05, precision="bf16"), tmp_path, progress_bar=False).fit(ToyTask())
+    assert summary["best"] <= 10.0
+
+
+def test_non_finite_loss_is_reported(tmp_path):
+    task = ToyTask()
+    task.x[:] = float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        Trainer(TrainConfig(max_epochs=1), tmp_path, progress_bar=False).fit(task)
+
+
+def test_schedule_warmup_then_cosine():
+    assert warmup_cosine(0, 0.0, 1.0, 10) == pytest.approx(0.1)
+    assert warmup_cosine(9, 0.0, 1.0, 10) == pytest.approx(1.0)
+    assert warmup_cosine(10, 0.5, 1.0, 10) == pytest.approx(0.5)
+    assert warmup_cosine(10, 1.0, 1.0, 10, min_lr_ratio=0.1) == pytest.approx(0.1)
+    values = [warmup_cosine(20, p / 10, 1.0, 10) for p in range(11)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("kw", [dict(batch_size=0), dict(lr=0), dict(max_minutes=-1), dict(min_lr_ratio=2),
+                                dict(early_stopping=0), dict(threads=0)])
+def test_bad_train_config(kw):
+    with pytest.raises(ValueError):
+        TrainConfig(**kw)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "x.txt"
+    target.write_text("old")
+
+    def broken(tmp: str) -> None:
+        Path(tmp).write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, broken)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
