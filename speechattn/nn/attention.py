@@ -98,8 +98,9 @@ def truncated_attention(
         ``scaled_dot_product_attention(q, k, v, attn_mask=band & valid_keys)`` on valid queries.
 
     Full attention (``left = right = None``) uses PyTorch's SDPA kernels. A window open on one
-    side only (``None`` with an int) is ``O(T^2)`` and uses a dense mask. Otherwise the cost is
-    ``O(T * (left + right + block))`` in time and memory.
+    side only (``None`` with an int) is ``O(T^2)`` and uses a dense mask, and so does a sequence
+    shorter than one block's key window (``T <= block + left + right``), where that is cheaper.
+    Otherwise the cost is ``O(T * (left + right + block))`` in time and memory.
     """
     _check_args(q, k, v, left, right, lengths)
     if block is not None and block < 1:
@@ -112,6 +113,10 @@ def truncated_attention(
         return _dense_attention(q, k, v, left, right, lengths, scale)
     if q.is_cuda and _flex_available():
         return _flex_attention(q, k, v, left, right, lengths, scale)
+    if block is None and time <= _default_block(left, right) + left + right:
+        # A sequence no longer than one block's key window: one fused SDPA call over the whole
+        # (T x T) band costs less than the blocked kernel (typical of training crops).
+        return _dense_attention(q, k, v, left, right, lengths, scale)
     return _banded_attention(q, k, v, left, right, lengths, scale, block)
 
 
