@@ -9,49 +9,60 @@ The model pieces import without any training or CLI code::
     feats, frames = frontend(waveforms, num_samples)
     out, out_frames = encoder(feats, frames)
 
-``SpeakerRecognizer`` (a trained speaker run) is imported on first use.
+Names are imported on first use, so ``import speechattn`` (and the CLI's ``--help``) does not
+load torch.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from speechattn.audio import (
-    AudioError,
-    FeatureConfig,
-    FeatureExtractor,
-    GlobalCMVN,
-    StreamingFeatureExtractor,
-    iter_audio_blocks,
-    load_audio,
-)
-from speechattn.nn.attention import truncated_attention
-from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
-from speechattn.nn.multihead import MultiHeadSelfAttention
-from speechattn.nn.streaming import EncoderStream
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AudioError",
-    "EncoderConfig",
-    "EncoderStream",
-    "FeatureConfig",
-    "FeatureExtractor",
-    "GlobalCMVN",
-    "MultiHeadSelfAttention",
-    "SpeakerRecognizer",
-    "StreamingFeatureExtractor",
-    "TruncatedEncoder",
-    "iter_audio_blocks",
-    "load_audio",
-    "truncated_attention",
-]
+_EXPORTS = {
+    "AudioError": "speechattn.audio",
+    "FeatureConfig": "speechattn.audio",
+    "FeatureExtractor": "speechattn.audio",
+    "GlobalCMVN": "speechattn.audio",
+    "StreamingFeatureExtractor": "speechattn.audio",
+    "iter_audio_blocks": "speechattn.audio",
+    "load_audio": "speechattn.audio",
+    "truncated_attention": "speechattn.nn.attention",
+    "EncoderConfig": "speechattn.nn.encoder",
+    "TruncatedEncoder": "speechattn.nn.encoder",
+    "MultiHeadSelfAttention": "speechattn.nn.multihead",
+    "EncoderStream": "speechattn.nn.streaming",
+    "SpeakerRecognizer": "speechattn.inference",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from speechattn.audio import (
+        AudioError,
+        FeatureConfig,
+        FeatureExtractor,
+        GlobalCMVN,
+        StreamingFeatureExtractor,
+        iter_audio_blocks,
+        load_audio,
+    )
+    from speechattn.inference import SpeakerRecognizer
+    from speechattn.nn.attention import truncated_attention
+    from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
+    from speechattn.nn.multihead import MultiHeadSelfAttention
+    from speechattn.nn.streaming import EncoderStream
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SpeakerRecognizer":
-        from speechattn.inference import SpeakerRecognizer
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'speechattn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return SpeakerRecognizer
-    raise AttributeError(f"module 'speechattn' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
