@@ -176,8 +176,16 @@ def identify(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], enroll:
 def evaluate(run_dir: Path, data_ref: str, trials: Path | None, cohort_ref: str | None, det: Path | None,
              data_root: str | None) -> None:
     """Evaluate a trained run on a data dir."""
+    from speechattn.inference import load_run_recipe
     from speechattn.tasks.speaker import evaluate_run
 
+    if load_run_recipe(run_dir).task == "frame_labels":  # audio + RTTM/TextGrid labels: frame metrics
+        from speechattn.tasks.labeling import evaluate_run as evaluate_labels
+
+        if trials is not None or cohort_ref is not None or det is not None:
+            raise click.UsageError("--trials, --cohort and --det are for speaker runs")
+        click.echo(json.dumps(evaluate_labels(run_dir, data_ref, data_root=data_root), indent=2))
+        return
     metrics = evaluate_run(run_dir, data_ref, trials=trials, cohort=cohort_ref, det_path=det, data_root=data_root)
     click.echo(json.dumps(metrics, indent=2))
 

@@ -16,12 +16,13 @@ log = logging.getLogger(__name__)
 
 
 def _recipe_classes() -> dict[str, type]:
+    from speechattn.tasks.labeling import LabelRecipe
     from speechattn.tasks.speaker import SpeakerRecipe
 
-    return {"speaker": SpeakerRecipe}
+    return {"speaker": SpeakerRecipe, "frame_labels": LabelRecipe}
 
 
-RECIPES = ("speaker",)
+RECIPES = ("speaker", "frame_labels")
 
 
 def load_task_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Any:
@@ -83,6 +84,10 @@ def train_recipe(
         from speechattn.tasks.speaker import SpeakerTask
 
         task = SpeakerTask(recipe, progress=progress)
+    elif recipe.task == "frame_labels":
+        from speechattn.tasks.labeling import LabelTask
+
+        task = LabelTask(recipe, progress=progress)
     else:  # pragma: no cover - guarded by load_task_recipe
         raise ValueError(f"unknown task {recipe.task!r}")
     log.info("training %s in %s", recipe_path, out)

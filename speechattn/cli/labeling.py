@@ -1,0 +1,137 @@
+"""Frame-labeling command: ``label``.
+
+Inputs are audio files, folders (searched recursively) or list files, of any length: each file
+is streamed block by block through the features and the streaming encoder, so memory stays
+bounded. A file that cannot be read is reported on stderr with its reason and the others go on;
+the exit status is 1 when any failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from speechattn.cli.inputs import BatchReport, expand_inputs
+
+__all__ = ["label", "FORMATS"]
+
+RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+#: Output formats and their file suffixes.
+FORMATS = {"rttm": ".rttm", "json": ".json", "tsv": ".tsv", "textgrid": ".TextGrid"}
+
+
+def _reason(path: Path, exc: BaseException) -> str:
+    """The error message without a leading ``path:`` (the report names the file itself)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for prefix in (f"{path}: ", f"{os.fspath(path)}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+def _unique_name(stem: str, used: set[str]) -> str:
+    name, i = stem, 2
+    while name in used:
+        name, i = f"{stem}-{i}", i + 1
+    used.add(name)
+    return name
+
+
+def _json_record(path: Path, result: Any) -> dict[str, Any]:
+    return {
+        "file": str(path),
+        "duration": round(result.duration, 3),
+        "classes": result.classes,
+        "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "label": s.label} for s in result.segments],
+    }
+
+
+def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, header: bool) -> None:
+    """Write one file's labels in ``fmt`` to a stream (stdout) or a file path."""
+    from speechattn.data.labels import write_rttm, write_textgrid
+
+    if fmt == "textgrid":
+        assert isinstance(out, Path)
+        tiers = {c: [s for s in result.segments if s.label == c] for c in result.classes}
+        write_textgrid(out, tiers, result.duration)
+        return
+    if fmt == "rttm":
+        text = None
+    elif fmt == "json":
+        text = json.dumps(_json_record(path, result)) + "\n"
+    else:
+        prefix = "" if isinstance(out, Path) else f"{path}\t"
+        head = ("" if isinstance(out, Path) else "file\t") + "start\tend\tlabel\n"
+        text = (head if header else "") + "".join(
+            f"{prefix}{s.start:.3f}\t{s.end:.3f}\t{s.label}\n" for s in result.segments)
+    if isinstance(out, Path):
+        if fmt == "rttm":
+            write_rttm(name, result.segments, out)
+        else:
+            out.write_text(text or "", encoding="utf-8")
+    elif fmt == "rttm":
+        write_rttm(name, result.segments, out)
+    else:
+        out.write(text or "")
+
+
+@click.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write one file per input into DIR (NAME.rttm/.json/.tsv/.TextGrid, NAME.png); "
+                   "default: print to stdout.")
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="rttm", show_default=True,
+              help="Output format (textgrid needs -o).")
+@click.option("--plot", is_flag=True, help="Also write NAME.png: waveform, posteriors and labels (needs -o).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.pass_context
+def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str, plot: bool,
+          progress: bool | None) -> None:
+    """Label the frames of audio files."""
+    import sys
+
+    from tqdm import tqdm
+
+    from speechattn.audio import AudioError
+    from speechattn.labeler import Labeler, plot_labels
+
+    if out_dir is None and (fmt == "textgrid" or plot):
+        raise click.UsageError(f"{'--plot' if plot else '--format textgrid'} writes files: give -o DIR")
+    labeler = Labeler.from_run(run_dir)
+    report = BatchReport()
+    paths, problems = expand_inputs(inputs)
+    report.add_problems(problems)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    show = sys.stderr.isatty() if progress is None else progress
+    for path in paths:
+        name = _unique_name(path.stem, used)
+        bar = tqdm(desc=path.name, unit="s", unit_scale=False, leave=False, disable=not show,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
+        try:
+            from speechattn.audio import audio_info
+
+            bar.reset(total=audio_info(path).duration)
+            result = labeler.label_file(path, envelope_points=4000 if plot else 0, on_block=bar.update)
+        except (AudioError, ValueError, OSError) as exc:
+            report.fail(path, _reason(path, exc))
+            continue
+        finally:
+            bar.close()
+        if out_dir is None:
+            stdout = click.get_text_stream("stdout")
+            _write(fmt, name, path, result, stdout, header=report.num_ok == 0)
+            stdout.flush()
+        else:
+            _write(fmt, name, path, result, out_dir / f"{name}{FORMATS[fmt]}", header=True)
+            if plot:
+                plot_labels(out_dir / f"{name}.png", result, title=str(path))
+        report.ok(path)
+    click.echo(report.summary(), err=True)
+    ctx.exit(report.exit_code)

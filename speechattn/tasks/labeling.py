@@ -1,0 +1,417 @@
+"""Frame labeling: recipe, training task and evaluation (``task: frame_labels``).
+
+A frame labeler classifies every output frame of the encoder: one class or none per frame
+(``model.mode: single``, softmax) or any subset of classes (``multi``, sigmoid; overlapping
+classes such as several speakers). Training data is audio + time-stamped labels (RTTM, TextGrid
+or per-frame label files, see :mod:`speechattn.data.labelled`) or, for voice activity,
+recordings simulated from read speech and real noise (``data.simulate``, see
+:mod:`speechattn.data.vad_sim`), which are written as audio + RTTM and then read the same way.
+
+Training uses random crops of cached log-mel features, optional real-noise mixing and
+SpecAugment, and global CMVN statistics estimated on the training features (stored in the
+model, so inference can stream). Dev evaluation labels every dev recording whole, post-processes
+the posteriors (:mod:`speechattn.postprocess`) and scores the segments against the reference on
+a 10 ms grid (:mod:`speechattn.metrics.detection`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from speechattn.audio import CMVNStats, FeatureConfig, FeatureExtractor, GlobalCMVN
+from speechattn.data.augment import AugmentConfig, mix_noise, spec_augment
+from speechattn.data.featcache import extract_features
+from speechattn.data.labelled import LabelledAudio, LabelledSet, load_labelled
+from speechattn.data.labels import FrameGrid, LabelError, frame_targets, segments_to_frames
+from speechattn.data.manifest import Manifest, Utterance
+from speechattn.data.vad_sim import VadSimConfig
+from speechattn.metrics.detection import DetectionCounts
+from speechattn.models.labeler import FrameLabeler
+from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
+from speechattn.paths import data_root as resolve_data_root
+from speechattn.postprocess import PostprocessConfig, decode
+from speechattn.training.checkpoint import save_weights, write_json
+from speechattn.training.trainer import TrainConfig
+
+__all__ = [
+    "LabelDataConfig",
+    "LabelModelConfig",
+    "LabelEvalConfig",
+    "LabelRecipe",
+    "LabelTask",
+    "build_labeler",
+    "model_grid",
+    "evaluate_run",
+    "prepare_data",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LabelDataConfig:
+    """Where the labelled data is (see :mod:`speechattn.data.labelled` for references).
+
+    Either ``train`` + ``dev`` (labelled audio) or ``simulate`` (voice activity from
+    ``simulate.train_speech`` / ``dev_speech`` and ``simulate.noise``) must be given.
+    """
+
+    train: str | None = None
+    dev: str | None = None
+    train_labels: str | None = None
+    dev_labels: str | None = None
+    root: str | None = None
+    simulate: VadSimConfig | None = None
+    classes: list[str] | None = None
+    label_map: dict[str, str] = field(default_factory=dict)
+    tier: str | None = None
+    frame_shift: float = 0.01
+    noise: str | None = None
+    crop_seconds: float = 8.0
+    max_train_files: int | None = None
+    max_dev_files: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.simulate is None and (self.train is None or self.dev is None):
+            raise ValueError("give data.train and data.dev (labelled audio), or data.simulate")
+        if self.simulate is not None and (self.train is not None or self.dev is not None):
+            raise ValueError("data.simulate generates train and dev; leave data.train and data.dev unset")
+        if self.crop_seconds <= 0 or self.frame_shift <= 0:
+            raise ValueError(f"crop_seconds and frame_shift must be > 0, got {self.crop_seconds}, {self.frame_shift}")
+        if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
+            raise ValueError(f"classes must be a non-empty list of distinct names, got {self.classes}")
+
+
+@dataclass
+class LabelModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    mode: Literal["single", "multi"] = "single"
+    head_hidden: int = 0
+    head_dropout: float = 0.1
+
+
+@dataclass
+class LabelEvalConfig:
+    metric: Literal["f1", "macro_f1", "detection_error_rate", "accuracy"] = "f1"
+    step: float = 0.01
+    batch_frames: int = 200000
+
+    def __post_init__(self) -> None:
+        if self.step <= 0 or self.batch_frames < 1:
+            raise ValueError(f"step must be > 0 and batch_frames >= 1, got {self.step}, {self.batch_frames}")
+
+
+@dataclass
+class LabelRecipe:
+    """A frame-labeling recipe (``task: frame_labels``)."""
+
+    task: Literal["frame_labels"] = "frame_labels"
+    data: LabelDataConfig = field(default_factory=lambda: LabelDataConfig(simulate=VadSimConfig()))
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: LabelModelConfig = field(default_factory=LabelModelConfig)
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(noise_prob=0.0))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    eval: LabelEvalConfig = field(default_factory=LabelEvalConfig)
+
+
+def build_labeler(recipe: LabelRecipe, num_classes: int) -> FrameLabeler:
+    """The recipe's labeler; the encoder's input_dim is set from the features."""
+    enc_cfg = EncoderConfig(**{**recipe.model.encoder.__dict__, "input_dim": recipe.features.feature_dim})
+    return FrameLabeler(TruncatedEncoder.from_config(enc_cfg), num_classes, recipe.model.mode,
+                        recipe.model.head_hidden, recipe.model.head_dropout)
+
+
+def model_grid(recipe: LabelRecipe) -> FrameGrid:
+    """Times of the model's output frames (Kaldi framing, then the encoder's subsampling)."""
+    feats = recipe.features
+    sub = recipe.model.encoder.subsampling
+    return FrameGrid.for_model(feats.frame_shift / feats.sample_rate, feats.frame_length / feats.sample_rate,
+                               sub, {1: 1, 2: 3, 4: 7}[sub])
+
+
+def prepare_data(recipe: LabelRecipe, root: Path, progress: bool | None = None) -> tuple[str, str]:
+    """(train, dev) references; simulates them first (cached) when ``data.simulate`` is set."""
+    data = recipe.data
+    if data.simulate is None:
+        assert data.train is not None and data.dev is not None
+        return data.train, data.dev
+    from speechattn.data.featcache import cache_dir
+    from speechattn.data.vad_sim import simulate_split
+
+    sim = data.simulate
+    out = Path(sim.out_dir) if sim.out_dir else cache_dir() / "vad_sim"
+    train = simulate_split(sim, "train", root, out, progress=progress)
+    dev = simulate_split(sim, "dev", root, out, progress=progress)
+    return str(train.absolute()), str(dev.absolute())
+
+
+def _load(recipe: LabelRecipe, reference: str, labels: str | None, root: Path, limit: int | None) -> LabelledSet:
+    d = recipe.data
+    data = load_labelled(reference, root, labels=labels, tier=d.tier, frame_shift=d.frame_shift, label_map=d.label_map)
+    if limit is not None and limit < len(data.items):
+        step = len(data.items) / limit
+        data.items = [data.items[int(i * step)] for i in range(limit)]
+    return data
+
+
+def _features(items: Sequence[LabelledAudio], extractor: FeatureExtractor, desc: str, progress: bool | None
+              ) -> tuple[list[LabelledAudio], list[Tensor], dict[str, str]]:
+    manifest = Manifest([Utterance(id=item.id, path=item.path) for item in items])
+    fs = extract_features(manifest, extractor, desc=desc, progress=progress)
+    by_id = {item.id: item for item in items}
+    return [by_id[u.id] for u in fs.manifest], fs.feats, dict(fs.failures)
+
+
+class LabelTask:
+    """Frame labeling for :class:`~speechattn.training.trainer.Trainer`.
+
+    Args:
+        recipe: the validated recipe.
+        data_root: overrides ``recipe.data.root`` / ``SPEECHATTN_DATA``.
+        progress: show progress bars (None: on a terminal only).
+    """
+
+    def __init__(self, recipe: LabelRecipe, data_root: str | Path | None = None, progress: bool | None = None) -> None:
+        self.recipe = recipe
+        d = recipe.data
+        self.root = resolve_data_root(data_root if data_root is not None else d.root)
+        self.train_ref, self.dev_ref = prepare_data(recipe, self.root, progress)
+        train = _load(recipe, self.train_ref, d.train_labels, self.root, d.max_train_files)
+        dev = _load(recipe, self.dev_ref, d.dev_labels, self.root, d.max_dev_files)
+        self.classes = list(d.classes) if d.classes else train.labels
+        if not self.classes:
+            raise ValueError(f"{self.train_ref}: the training labels contain no class (set data.classes)")
+        self.extractor = FeatureExtractor(recipe.features)
+        self.train_items, self.train_feats, failed = _features(train.items, self.extractor, "train features", progress)
+        self.dev_items, self.dev_feats, dev_failed = _features(dev.items, self.extractor, "dev features", progress)
+        for name, items, bad in (("train", self.train_items, failed), ("dev", self.dev_items, dev_failed)):
+            if bad:
+                log.warning("%s: skipped %d unreadable files", name, len(bad))
+            if not items:
+                raise ValueError(f"no readable labelled {name} audio in {self.train_ref if name == 'train' else self.dev_ref}")
+        self.model = build_labeler(recipe, len(self.classes))
+        self.grid = model_grid(recipe)
+        self.multi = recipe.model.mode == "multi"
+        self.stride = self.model.encoder.subsampling.stride
+        self.train_targets = [self._targets(item, f) for item, f in zip(self.train_items, self.train_feats)]
+        for item, f in zip(self.dev_items, self.dev_feats):
+            self._targets(item, f)  # label errors in dev data surface now, not after an epoch
+        stats = CMVNStats(self.extractor.config.feature_dim)
+        for f in self.train_feats:
+            stats.update(f)
+        self.model.cmvn.load_state_dict(GlobalCMVN.from_stats(stats).state_dict())
+        self.cmvn_frames = stats.count
+        frames_per_second = recipe.features.sample_rate / recipe.features.frame_shift
+        crop = max(1, int(round(d.crop_seconds * frames_per_second)))
+        self.crop_frames = max(self.stride, crop - crop % self.stride)
+        self.noise = self._load_noise(d.noise, progress)
+        self.modules = nn.ModuleDict({"labeler": self.model})
+        self.metric = recipe.eval.metric
+        self.metric_mode: Literal["min", "max"] = "min" if self.metric == "detection_error_rate" else "max"
+        self.generator = torch.Generator().manual_seed(recipe.train.seed)
+
+    # ----------------------------------------------------------------- data
+    def _targets(self, item: LabelledAudio, feats: Tensor) -> Tensor:
+        frames = int(self.model.output_lengths(torch.tensor([feats.shape[0]]))[0])
+        return frame_targets(item.segments, self.classes, self.grid, frames, self.multi, source=item.source)
+
+    def _load_noise(self, reference: str | None, progress: bool | None) -> Tensor | None:
+        if reference is None or self.recipe.augment.noise_prob == 0:
+            return None
+        folder = Path(reference) if Path(reference).is_absolute() else self.root / reference
+        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".flac", ".wav", ".ogg"))
+        if not files:
+            raise ValueError(f"{folder}: no noise audio found (set data.noise: null to train without noise)")
+        fs = extract_features(Manifest([Utterance(id=p.stem, path=p) for p in files]), self.extractor,
+                              desc="noise features", progress=progress)
+        return torch.cat(fs.feats) if fs.feats else None
+
+    def _crops(self, epoch: int) -> list[tuple[int, int]]:
+        """(file, start frame) crops: ``n // crop`` back-to-back crops of each file from a random
+        offset (a multiple of the encoder stride, so targets stay aligned), shuffled."""
+        gen = torch.Generator().manual_seed(self.recipe.train.seed * 100003 + epoch)
+        crops = []
+        for i, f in enumerate(self.train_feats):
+            n = f.shape[0]
+            if n <= self.crop_frames:
+                crops.append((i, 0))
+                continue
+            count = n // self.crop_frames
+            slack = n - count * self.crop_frames
+            offset = int(torch.randint(0, slack + 1, (1,), generator=gen)) // self.stride * self.stride
+            starts = [offset + j * self.crop_frames for j in range(count)]
+            crops += [(i, s) for s in starts]
+        order = torch.randperm(len(crops), generator=gen).tolist()
+        return [crops[j] for j in order]
+
+    def steps_per_epoch(self) -> int:
+        total = sum(max(1, f.shape[0] // self.crop_frames) for f in self.train_feats)
+        return max(1, total // self.recipe.train.batch_size)
+
+    def train_batches(self, epoch: int) -> Iterator[list[tuple[int, int]]]:
+        crops = self._crops(epoch)
+        size = self.recipe.train.batch_size
+        for i in range(self.steps_per_epoch()):
+            batch = crops[i * size : (i + 1) * size]
+            yield batch if batch else crops[:size]
+
+    def make_batch(self, crops: list[tuple[int, int]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(features (B, T, F), lengths (B,), targets (B, T'[, K]), output lengths (B,))."""
+        feats, targets, lengths = [], [], []
+        for i, start in crops:
+            f = self.train_feats[i][start : start + self.crop_frames]
+            t0 = start // self.stride
+            n_out = int(self.model.output_lengths(torch.tensor([f.shape[0]]))[0])
+            feats.append(f)
+            targets.append(self.train_targets[i][t0 : t0 + n_out])
+            lengths.append(f.shape[0])
+        x = nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        pad_value = 0.0 if self.multi else -100
+        y = nn.utils.rnn.pad_sequence(targets, batch_first=True, padding_value=pad_value)
+        lengths_t = torch.tensor(lengths)
+        aug = self.recipe.augment
+        if self.noise is not None and aug.noise_prob > 0 and self.noise.shape[0] > x.shape[1]:
+            batch, frames, _ = x.shape
+            gen = self.generator
+            starts = torch.randint(0, self.noise.shape[0] - frames + 1, (batch,), generator=gen)
+            noise = torch.stack([self.noise[s : s + frames] for s in starts.tolist()])
+            snr = aug.snr_min + (aug.snr_max - aug.snr_min) * torch.rand(batch, generator=gen)
+            apply = torch.rand(batch, generator=gen) < aug.noise_prob
+            mixed = mix_noise(x, noise, snr, apply)
+            valid = (torch.arange(frames)[None, :] < lengths_t[:, None])[..., None]
+            x = torch.where(valid, mixed, x)
+        return x, lengths_t, y, torch.tensor([t.shape[0] for t in targets])
+
+    # ----------------------------------------------------------------- training
+    def loss(self, logits: Tensor, targets: Tensor, out_lengths: Tensor) -> tuple[Tensor, float]:
+        """Masked loss and frame accuracy; logits (B, T', C), targets (B, T'[, K])."""
+        frames = min(logits.shape[1], targets.shape[1])
+        logits, targets = logits[:, :frames].float(), targets[:, :frames]
+        valid = torch.arange(frames)[None, :] < out_lengths[:, None]
+        if self.multi:
+            per = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(-1)
+            loss = (per * valid).sum() / valid.sum().clamp(min=1)
+            correct = ((logits > 0) == (targets > 0.5)).all(-1)
+        else:
+            loss = nn.functional.cross_entropy(logits[valid], targets[valid])
+            correct = logits.argmax(-1) == targets
+        acc = float((correct & valid).sum()) / max(1, int(valid.sum()))
+        return loss, acc
+
+    def training_step(self, batch: list[tuple[int, int]], progress: float) -> tuple[Tensor, dict[str, float]]:
+        x, lengths, y, out_lengths = self.make_batch(batch)
+        x = spec_augment(self.model.cmvn(x, lengths), self.recipe.augment, self.generator)
+        hidden, enc_lengths = self.model.encoder(x, lengths)
+        logits = self.model.head(hidden)
+        loss, acc = self.loss(logits, y, torch.minimum(out_lengths, enc_lengths))
+        return loss, {"acc": acc}
+
+    # ----------------------------------------------------------------- evaluation
+    def posteriors(self, feats: Sequence[Tensor]) -> list[np.ndarray]:
+        """(T'_i, K) posteriors of whole recordings, batched by similar length (call in eval mode)."""
+        return batch_posteriors(self.model, feats, self.recipe.eval.batch_frames)
+
+    def evaluate(self) -> dict[str, float]:
+        shift = self.recipe.features.frame_shift / self.recipe.features.sample_rate
+        length = self.recipe.features.frame_length / self.recipe.features.sample_rate
+        counts = DetectionCounts(self.classes)
+        for item, f, post in zip(self.dev_items, self.dev_feats, self.posteriors(self.dev_feats)):
+            duration = (f.shape[0] - 1) * shift + length
+            hyp = decode(post, self.classes, self.grid, self.recipe.postprocess, duration)
+            step = self.recipe.eval.step
+            counts.update(segments_to_frames(item.segments, self.classes, step, duration),
+                          segments_to_frames(hyp, self.classes, step, duration))
+        return counts.metrics()
+
+    def save_best(self, run_dir: Path, metrics: dict[str, float]) -> None:
+        save_weights(self.model, run_dir / "model.safetensors")
+        write_json(
+            {
+                "task": "frame_labels",
+                "classes": self.classes,
+                "mode": self.recipe.model.mode,
+                "grid": {"hop": self.grid.hop, "offset": self.grid.offset},
+                "cmvn_frames": self.cmvn_frames,
+                "train_data": self.train_ref,
+                "dev_data": self.dev_ref,
+                "train_files": len(self.train_items),
+                "dev_files": len(self.dev_items),
+                "dev_metrics": metrics,
+            },
+            run_dir / "model.json",
+        )
+
+
+def batch_posteriors(model: FrameLabeler, feats: Sequence[Tensor], batch_frames: int = 200000) -> list[np.ndarray]:
+    """(T'_i, K) float32 posteriors of whole feature sequences (offline, batched by length)."""
+    order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
+    out: list[np.ndarray | None] = [None] * len(feats)
+    start = 0
+    while start < len(order):
+        longest = feats[order[start]].shape[0]
+        stop = start + 1
+        while stop < len(order) and feats[order[stop]].shape[0] * (stop - start + 1) <= max(batch_frames, longest):
+            stop += 1
+        idx = order[start:stop]
+        lengths = torch.tensor([feats[i].shape[0] for i in idx])
+        x = nn.utils.rnn.pad_sequence([feats[i] for i in idx], batch_first=True)
+        logits, out_lengths = model(x, lengths)
+        post = model.posteriors(logits)
+        for j, i in enumerate(idx):
+            out[i] = post[j, : int(out_lengths[j])].numpy()
+        start = stop
+    return out  # type: ignore[return-value]
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data: str,
+    *,
+    labels: str | None = None,
+    data_root: str | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Metrics of a trained frame-labeling run on labelled recordings (``speechattn evaluate``).
+
+    Every recording is labelled with the streaming path of :class:`speechattn.labeler.Labeler`
+    (as ``speechattn label`` does) and scored on the recipe's evaluation grid.
+    """
+    from tqdm import tqdm
+
+    from speechattn.audio import AudioError
+    from speechattn.labeler import Labeler
+
+    labeler = Labeler.from_run(run_dir)
+    recipe = labeler.recipe
+    root = resolve_data_root(data_root if data_root is not None else recipe.data.root)
+    d = recipe.data
+    dataset = load_labelled(data, root, labels=labels, tier=d.tier, frame_shift=d.frame_shift, label_map=d.label_map)
+    if not dataset.items:
+        raise ValueError(f"{data}: no labelled recordings")
+    unknown = sorted(set(dataset.labels) - set(labeler.classes))
+    if unknown:
+        log.warning("%s: labels %s are not classes of the model %s; ignored", data, unknown, labeler.classes)
+    counts = DetectionCounts(labeler.classes)
+    skipped = dict(dataset.skipped)
+    hours = 0.0
+    step = recipe.eval.step
+    for item in tqdm(dataset.items, desc="labelling", disable=None if progress is None else not progress, leave=False):
+        try:
+            result = labeler.label_file(item.path)
+        except (AudioError, LabelError) as err:
+            skipped[item.id] = str(err)
+            log.warning("skipped %s", err)
+            continue
+        hours += result.duration / 3600
+        counts.update(segments_to_frames(item.segments, labeler.classes, step, result.duration),
+                      segments_to_frames(result.segments, labeler.classes, step, result.duration))
+    return {"data": str(data), "files": len(dataset.items) - (len(skipped) - len(dataset.skipped)),
+            "skipped_files": len(skipped), "hours": round(hours, 4), "classes": labeler.classes, **counts.metrics()}
