@@ -338,7 +338,7 @@ class FrameGrid:
         return self.offset + self.hop * np.arange(num_frames, dtype=np.float64)
 
     def to_segments(self, active: np.ndarray, label: str, duration: float | None = None) -> list[Segment]:
-        """Runs of ``True`` in the (num_frames,) bool array ``active`` as segments.
+        """Runs of ``True`` in the (num_frames,) bool array ``active`` as segments (times in ms).
 
         The first frame's segment is extended to 0 s and the last frame's to ``duration`` when
         given (the frames at the edges stand for the audio beyond their centres).
@@ -360,7 +360,7 @@ class FrameGrid:
             if duration is not None:
                 t1 = min(t1, duration)
             if t1 > t0:
-                out.append(Segment(round(max(t0, 0.0), 6), round(t1, 6), label))
+                out.append(Segment(round(max(t0, 0.0), 3), round(t1, 3), label))  # ms, as every writer
         return out
 
 
