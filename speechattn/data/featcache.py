@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import torch
+import torchaudio
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
@@ -52,9 +53,10 @@ class FeatureSet:
         return sum(f.shape[0] for f in self.feats)
 
 
-def _key(manifest: Manifest, extractor: FeatureExtractor) -> str:
+def _key(manifest: Manifest, extractor: FeatureExtractor, speed: float) -> str:
     h = hashlib.sha1()
     h.update(json.dumps(dataclasses.asdict(extractor.config), sort_keys=True).encode())
+    h.update(f"speed={speed:g}".encode())
     for utt in manifest:
         try:
             st = os.stat(utt.path)
@@ -72,9 +74,16 @@ def extract_features(
     use_cache: bool = True,
     desc: str = "features",
     progress: bool | None = None,
+    speed: float = 1.0,
 ) -> FeatureSet:
-    """Features of every utterance (cached under :func:`cache_dir`); bad files are skipped."""
-    path = cache_dir() / "features" / f"{_key(manifest, extractor)}.safetensors"
+    """Features of every utterance (cached under :func:`cache_dir`); bad files are skipped.
+
+    ``speed`` != 1 applies speed perturbation first (tempo and pitch together, like
+    ``sox speed``): the audio is resampled as if it had been recorded at ``speed`` times its rate.
+    """
+    if speed <= 0:
+        raise ValueError(f"speed must be > 0, got {speed}")
+    path = cache_dir() / "features" / f"{_key(manifest, extractor, speed)}.safetensors"
     if use_cache and path.exists():
         try:
             blob = load_file(str(path))
@@ -93,6 +102,8 @@ def extract_features(
         for utt in tqdm(manifest, desc=desc, disable=None if progress is None else not progress, leave=False):
             try:
                 wave, _ = load_audio(utt.path, rate)
+                if speed != 1.0:
+                    wave = torchaudio.functional.resample(wave, int(round(rate * speed)), rate)
             except AudioError as err:
                 failures[utt.id] = str(err)
                 continue

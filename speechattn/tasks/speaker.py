@@ -10,6 +10,7 @@ in training, otherwise enrolment with half of each dev speaker's utterances).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,12 +70,17 @@ class SpeakerDataConfig:
     noise: str | None = "noise"
     trials: str | None = None
     crop_seconds: float = 2.0
+    #: speed-perturbation factors of the training audio; each factor other than 1 adds a
+    #: perturbed copy of every training speaker as a new class (more speakers, less overfitting).
+    speed_perturb: list[float] = field(default_factory=lambda: [1.0])
     max_train_utterances: int | None = None
     max_dev_utterances: int | None = None
 
     def __post_init__(self) -> None:
         if self.crop_seconds <= 0:
             raise ValueError(f"crop_seconds must be > 0, got {self.crop_seconds}")
+        if not self.speed_perturb or any(f <= 0 for f in self.speed_perturb):
+            raise ValueError(f"speed_perturb must list factors > 0, got {self.speed_perturb}")
 
 
 @dataclass
@@ -207,7 +213,7 @@ class SpeakerTask:
             missing = [u.id for u in m if u.speaker is None]
             if missing:
                 raise ValueError(f"{name} data has no speaker labels (first: {missing[0]}); speaker recipes need utt2spk")
-        self.train_set = extract_features(train_manifest, self.extractor, desc="train features", progress=progress)
+        self.train_set = self._train_features(train_manifest, cfg.speed_perturb, progress)
         self.dev_set = extract_features(dev_manifest, self.extractor, desc="dev features", progress=progress)
         for name, fs in (("train", self.train_set), ("dev", self.dev_set)):
             if fs.failures:
@@ -218,9 +224,13 @@ class SpeakerTask:
         self.crop_frames = max(1, int(round(cfg.crop_seconds * frames_per_second)))
         self.noise = self._load_noise(cfg.noise, progress)
 
-        self.speakers = sorted({u.speaker for u in self.train_set.manifest})  # type: ignore[type-var]
+        self.speakers = sorted({str(u.speaker) for u in self.train_set.manifest})
         index = {s: i for i, s in enumerate(self.speakers)}
-        self.labels = torch.tensor([index[u.speaker] for u in self.train_set.manifest])
+        self.labels = torch.tensor([index[str(u.speaker)] for u in self.train_set.manifest])
+        # Speed-perturbed copies are extra classes; closed-set identification and the AS-Norm
+        # cohort use the original speakers only.
+        original = [i for i, u in enumerate(self.train_set.manifest) if u.extra.get("speed", 1.0) == 1.0]
+        self.original_index = torch.tensor(original)
         feature_dim = self.extractor.config.feature_dim
         self.embedder = embedder if embedder is not None else build_embedder(recipe.model, feature_dim)
         loss_kw: dict[str, Any] = {}
@@ -234,6 +244,23 @@ class SpeakerTask:
         self.last_eval: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- data
+    def _train_features(self, manifest: Manifest, speeds: list[float], progress: bool | None) -> FeatureSet:
+        """Training features for each speed factor; perturbed speakers become new classes."""
+        sets = []
+        for speed in speeds:
+            fs = extract_features(manifest, self.extractor, desc=f"train features (speed {speed:g})",
+                                  progress=progress, speed=speed)
+            if speed != 1.0:
+                fs = FeatureSet(
+                    Manifest([dataclasses.replace(u, id=f"{u.id}-sp{speed:g}", speaker=f"{u.speaker}-sp{speed:g}",
+                                                  extra={**u.extra, "speed": speed}) for u in fs.manifest]),
+                    fs.feats, fs.failures)
+            sets.append(fs)
+        if len(sets) == 1:
+            return sets[0]
+        return FeatureSet(Manifest([u for fs in sets for u in fs.manifest]), [f for fs in sets for f in fs.feats],
+                          {k: v for fs in sets for k, v in fs.failures.items()})
+
     def _load_noise(self, reference: str | None, progress: bool | None) -> Tensor | None:
         if reference is None or self.recipe.augment.noise_prob == 0:
             return None
@@ -294,8 +321,14 @@ class SpeakerTask:
         dev_emb = self.embed(self.dev_set.feats)
         dev_speakers = [str(u.speaker) for u in self.dev_set.manifest]
         closed_set = set(dev_speakers) <= set(self.speakers)
-        train_emb = self.embed(self.train_set.feats) if closed_set or cfg.as_norm else None
-        train_means = None if train_emb is None else _speaker_means(train_emb, self.labels, len(self.speakers))
+        train_means = None
+        if closed_set or cfg.as_norm:
+            original = self.original_index.tolist()
+            train_emb = self.embed([self.train_set.feats[i] for i in original])
+            means = _speaker_means(train_emb, self.labels[self.original_index], len(self.speakers))
+            kept = self.labels[self.original_index].unique()  # original speakers (not perturbed copies)
+            train_means = means[kept]
+            known_names = [self.speakers[i] for i in kept.tolist()]
         trials = None
         if self.recipe.data.trials:
             trials = _trial_path(self.recipe.data.trials, self.root)
@@ -303,7 +336,7 @@ class SpeakerTask:
             dev_emb, dev_speakers, [u.id for u in self.dev_set.manifest], trials=trials,
             max_nontarget=cfg.max_nontarget, cohort=train_means if cfg.as_norm else None,
             cohort_top_k=cfg.cohort_top_k,
-            known=(train_means, self.speakers) if closed_set and train_means is not None else None,
+            known=(train_means, known_names) if closed_set and train_means is not None else None,
         )
         self.last_eval = {"scores": scores, "labels": labels, "threshold": metrics["threshold"]}
         return metrics

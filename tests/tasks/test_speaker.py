@@ -103,3 +103,22 @@ def test_normalize_features_ignores_padding():
     assert torch.allclose(y[1, :6], alone[0], atol=1e-5)
     assert y[1, 6:].abs().max() == 0
     assert np.isclose(float(y[0].mean()), 0.0, atol=1e-5)
+
+
+def test_speed_perturbation_adds_speakers_and_changes_length(fsdd_dir, tmp_path, monkeypatch):
+    from speechattn.tasks.speaker import SpeakerTask
+
+    monkeypatch.setenv("SPEECHATTN_CACHE", str(tmp_path / "cache"))
+    recipe = load_task_recipe("recipes/speaker_fsdd.yaml", [
+        "data.max_train_utterances=30", "data.max_dev_utterances=30", "data.noise=null",
+        "data.speed_perturb=[0.9,1.0,1.1]", "model.encoder.num_layers=1", "model.encoder.d_model=32",
+        "model.encoder.num_heads=2", "model.encoder.ffn_dim=64",
+    ])
+    task = SpeakerTask(recipe, progress=False)
+    n = 30
+    assert len(task.train_set.feats) == 3 * n
+    assert len(task.speakers) == 3 * len({s.split("-sp")[0] for s in task.speakers})
+    slow, plain, fast = (task.train_set.feats[i * n].shape[0] for i in range(3))
+    assert slow > plain > fast  # 0.9x speed lasts longer, 1.1x shorter
+    assert abs(slow / plain - 1 / 0.9) < 0.05 and abs(fast / plain - 1 / 1.1) < 0.05
+    assert task.original_index.numel() == n
