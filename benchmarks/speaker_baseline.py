@@ -61,18 +61,21 @@ SMOKE_MINUTES = 0.3
 
 # --------------------------------------------------------------------------- helpers
 
-def overrides_for(args: argparse.Namespace) -> list[str]:
-    """Recipe overrides, identical for every model: smoke subset, then --set, then the budget
-    and threads given by --minutes / --threads (explicit options win)."""
-    return [*(SMOKE_OVERRIDES if args.smoke else []), *args.set,
+def overrides_for(args: argparse.Namespace, model: str | None = None) -> list[str]:
+    """Recipe overrides: smoke subset, then --set (every model), then --ecapa-set (ECAPA only:
+    e.g. the optimizer settings customary for it), then the budget and threads given by
+    --minutes / --threads (explicit options win). Data, features, loss, augmentation and the
+    budget stay identical."""
+    own = list(args.ecapa_set) if model == "ecapa" else []
+    return [*(SMOKE_OVERRIDES if args.smoke else []), *args.set, *own,
             f"train.max_minutes={args.minutes}", f"train.threads={args.threads}"]
 
 
-def load(args: argparse.Namespace):  # -> SpeakerRecipe
+def load(args: argparse.Namespace, model: str | None = None):  # -> SpeakerRecipe
     from speechattn.config import load_recipe
     from speechattn.tasks.speaker import SpeakerRecipe
 
-    return load_recipe(SpeakerRecipe, args.recipe, overrides_for(args))
+    return load_recipe(SpeakerRecipe, args.recipe, overrides_for(args, model))
 
 
 def build_model(name: str, recipe: Any, feature_dim: int) -> torch.nn.Module | None:
@@ -141,7 +144,7 @@ def train_worker(model: str, args: argparse.Namespace) -> dict[str, Any]:
     from speechattn.tasks.speaker import SpeakerTask
     from speechattn.training.trainer import Trainer
 
-    recipe = load(args)
+    recipe = load(args, model)
     run_dir = Path(args.out_dir) / model
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -327,6 +330,8 @@ def main() -> None:
     parser.add_argument("--recipe", default=str(REPO / "recipes" / "speaker.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe override for every model (repeatable), e.g. --set train.batch_size=32")
+    parser.add_argument("--ecapa-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for ECAPA only, e.g. its customary optimizer: --ecapa-set train.lr=0.001")
     parser.add_argument("--data-root", default=None,
                         help="data root (default: the recipe's data.root, else $SPEECHATTN_DATA, else data/)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training and timing")
@@ -376,6 +381,7 @@ def main() -> None:
               "--minutes", str(args.minutes), "--warmup", str(args.warmup),
               "--repeats-short", str(args.repeats_short), "--repeats-long", str(args.repeats_long)]
     common += [f"--set={s}" for s in args.set]
+    common += [f"--ecapa-set={s}" for s in args.ecapa_set]
     if args.data_root:
         common += ["--data-root", args.data_root]
     if args.smoke:
@@ -433,6 +439,7 @@ def main() -> None:
         "environment": environment(),
         "args": {**vars(args), "models": models},
         "recipe_overrides": overrides_for(args),
+        "ecapa_overrides": list(args.ecapa_set),
         "precision": recipe.train.precision,
         "train": train,
         "speed": speed,

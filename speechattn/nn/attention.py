@@ -169,55 +169,90 @@ def _banded_attention(
     nblocks = math.ceil(time / block)
     padded = nblocks * block
     width = block + left + right
+    device = q.device
 
     rows = batch * heads
     qr = q.reshape(rows, time, dim)
     kr = k.reshape(rows, time, dim)
     vr = v.reshape(rows, time, dim_v)
-    lens = (
-        torch.full((batch,), time, dtype=torch.long, device=q.device)
-        if lengths is None
-        else lengths.to(device=q.device, dtype=torch.long)
-    )
-    row_lengths = lens.repeat_interleave(heads)
+    row_lengths = None if lengths is None else lengths.to(device=device, dtype=torch.long).repeat_interleave(heads)
+    min_len = time if row_lengths is None else int(row_lengths.min())
 
-    # Static part of the mask: query i of a block sees window positions i .. i + left + right.
-    i = torch.arange(block, device=q.device)[:, None]
-    j = torch.arange(width, device=q.device)[None, :]
-    band = (j >= i) & (j <= i + left + right)  # (block, width)
-    # Position of window slot j of block b in the sequence.
-    key_pos = torch.arange(nblocks, device=q.device)[:, None] * block - left + j  # (nblocks, width)
+    # Query i of a block sees window slots i .. i + left + right: an additive bias, broadcast over
+    # all blocks by baddbmm, so scaling and the band mask cost no extra pass over the scores.
+    # The fill is finite so that a query with no valid key (padding) gets a finite softmax.
+    fill = torch.finfo(q.dtype).min
+    i = torch.arange(block, device=device)[:, None]
+    j = torch.arange(width, device=device)[None, :]
+    band_bias = torch.zeros(block, width, dtype=q.dtype, device=device)
+    band_bias.masked_fill_((j < i) | (j > i + left + right), fill)
+    # Slot j of block b holds position b * block - left + j. Only the first blocks (positions
+    # < 0) and the blocks from `tail` on (positions >= some row's length) need a key mask.
+    key_pos = torch.arange(nblocks, device=device)[:, None] * block - left + j  # (nblocks, width)
+    lead = min(nblocks, -(-left // block))
+    tail = min(nblocks, max(lead, (min_len - block - right) // block + 1))
+    edges = _EdgeMask(key_pos, lead, tail, fill)
 
-    per_row = padded * (2 * dim + dim_v) + nblocks * block * width
+    per_row = padded * (2 * dim + dim_v) + 2 * padded * width
     group = max(1, min(rows, _GROUP_ELEMENTS // max(per_row, 1)))
     need_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    out = None if need_grad else q.new_empty(rows, time, dim_v)
-    pieces: list[Tensor] = []
-    for start in range(0, rows, group):
-        stop = min(rows, start + group)
-        piece = _banded_group(
-            qr[start:stop], kr[start:stop], vr[start:stop], row_lengths[start:stop],
-            left, right, block, nblocks, band, key_pos, scale, need_grad,
-        )
-        if out is None:
-            pieces.append(piece)
-        else:
-            out[start:stop] = piece
-    if out is None:
+    if need_grad:
+        pieces = [
+            _banded_group(qr[a:b], kr[a:b], vr[a:b], None if row_lengths is None else row_lengths[a:b],
+                          left, right, block, nblocks, band_bias, edges, scale, None)
+            for a, b in ((a, min(rows, a + group)) for a in range(0, rows, group))
+        ]
         out = torch.cat(pieces, dim=0) if len(pieces) > 1 else pieces[0]
+    else:
+        out = q.new_empty(rows, time, dim_v)
+        for a in range(0, rows, group):
+            b = min(rows, a + group)
+            _banded_group(qr[a:b], kr[a:b], vr[a:b], None if row_lengths is None else row_lengths[a:b],
+                          left, right, block, nblocks, band_bias, edges, scale, out[a:b])
     return out.view(batch, heads, time, dim_v)
+
+
+class _EdgeMask:
+    """Key-validity masking of the blocks whose windows leave ``[0, length)``."""
+
+    def __init__(self, key_pos: Tensor, lead: int, tail: int, fill: float) -> None:
+        self.key_pos = key_pos
+        self.lead = lead
+        self.tail = tail
+        self.fill = fill
+
+    def apply(self, scores: Tensor, lengths: Tensor | None, time: int) -> Tensor:
+        """scores: (rows, nblocks, block, width), masked in place; returns it."""
+        if self.lead:
+            outside = (self.key_pos[: self.lead] < 0) | (self.key_pos[: self.lead] >= time)
+            if lengths is not None:
+                outside = outside[None] | (self.key_pos[None, : self.lead] >= lengths[:, None, None])
+            scores[:, : self.lead].masked_fill_(outside[..., None, :], self.fill)
+        if self.tail < scores.shape[1]:
+            pos = self.key_pos[self.tail :]
+            limit = torch.full((1,), time, device=pos.device) if lengths is None else lengths
+            outside = (pos[None] >= limit[:, None, None]) | (pos[None] < 0)
+            scores[:, self.tail :].masked_fill_(outside[:, :, None, :], self.fill)
+        return scores
 
 
 def _flat_windows(x: Tensor, left: int, right: int, block: int, padded: int) -> Tensor:
     """(rows, time, d) -> (rows * nblocks, width, d) view: the keys around each query block.
 
     Rows are padded to ``padded`` frames and laid end to end with ``left`` zeros before the
-    first and ``right`` after the last, so one ``unfold`` yields every block's window. Slots that
-    fall into a neighbouring row are masked by the caller.
+    first and ``right`` after the last (one copy of ``x``), so one ``unfold`` yields every
+    block's window. Slots that fall into a neighbouring row are masked by the caller.
     """
     rows, time, d = x.shape
-    flat = F.pad(x, (0, 0, 0, padded - time)).reshape(rows * padded, d)
-    flat = F.pad(flat, (0, 0, left, right))
+    if torch.is_grad_enabled() and x.requires_grad:
+        flat = F.pad(F.pad(x, (0, 0, 0, padded - time)).reshape(rows * padded, d), (0, 0, left, right))
+    else:
+        flat = x.new_empty(left + rows * padded + right, d)
+        flat[:left].zero_()
+        flat[left + rows * padded :].zero_()
+        body = flat[left : left + rows * padded].view(rows, padded, d)
+        body[:, :time].copy_(x)
+        body[:, time:].zero_()
     return flat.unfold(0, block + left + right, block).transpose(1, 2)
 
 
@@ -225,39 +260,48 @@ def _banded_group(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    lengths: Tensor,
+    lengths: Tensor | None,
     left: int,
     right: int,
     block: int,
     nblocks: int,
-    band: Tensor,
-    key_pos: Tensor,
+    band_bias: Tensor,
+    edges: _EdgeMask,
     scale: float,
-    need_grad: bool,
+    out: Tensor | None,
 ) -> Tensor:
+    """Attention of a group of rows; writes into ``out`` (rows, time, dv) when given."""
     rows, time, dim = q.shape
     padded = nblocks * block
-    qb = F.pad(q, (0, 0, 0, padded - time)).reshape(rows * nblocks, block, dim)
+    if padded == time and q.is_contiguous():
+        qb = q.view(rows * nblocks, block, dim)
+    else:
+        qb = F.pad(q, (0, 0, 0, padded - time)).reshape(rows * nblocks, block, dim)
     kw = _flat_windows(k, left, right, block, padded)  # (rows*nblocks, width, dim)
     vw = _flat_windows(v, left, right, block, padded)
 
-    scores = torch.bmm(qb, kw.transpose(1, 2))  # (rows*nblocks, block, width)
-    key_ok = (key_pos[None] >= 0) & (key_pos[None] < lengths[:, None, None])  # (rows, nblocks, width)
-    allowed = band[None, None] & key_ok[:, :, None, :]  # (rows, nblocks, block, width)
-    allowed = allowed.view(rows * nblocks, block, -1)
-    # Padded queries may see no valid key at all; a finite fill keeps their softmax NaN-free
-    # (their outputs are zeroed below), so no NaN can reach the gradients.
-    fill = torch.finfo(scores.dtype).min
-    if need_grad:
-        probs = torch.softmax(scores.mul(scale).masked_fill(~allowed, fill), dim=-1)
+    # scores = band_bias + scale * q k^T, in one pass; then the edge blocks' invalid keys.
+    scores = torch.baddbmm(band_bias, qb, kw.transpose(1, 2), alpha=scale)  # (rows*nblocks, block, width)
+    edges.apply(scores.view(rows, nblocks, block, -1), lengths, time)
+    probs = torch.softmax(scores, dim=-1)
+    del scores
+    padded_queries = lengths is not None and bool((lengths < time).any())
+    if out is not None and padded == time and probs.dtype == vw.dtype == out.dtype:
+        torch.bmm(probs, vw, out=out.view(rows * nblocks, block, -1))
+        result = out
     else:
-        # Inference: the same softmax, in place, to halve the temporaries.
-        probs = scores.mul_(scale).masked_fill_(~allowed, fill)
-        probs.sub_(probs.amax(dim=-1, keepdim=True)).exp_()
-        probs.div_(probs.sum(dim=-1, keepdim=True))
-    out = torch.bmm(probs, vw).view(rows, padded, -1)[:, :time]
-    query_ok = torch.arange(time, device=q.device)[None, :] < lengths[:, None]
-    return out * query_ok[:, :, None].to(out.dtype)
+        result = torch.bmm(probs, vw.to(probs.dtype)).view(rows, padded, -1)[:, :time]
+        if out is not None:
+            out.copy_(result)
+            result = out
+    if padded_queries:
+        assert lengths is not None
+        query_ok = torch.arange(time, device=q.device)[None, :] < lengths[:, None]
+        if out is not None:
+            result.masked_fill_(~query_ok[:, :, None], 0.0)
+        else:
+            result = result * query_ok[:, :, None].to(result.dtype)
+    return result
 
 
 _FLEX = None
