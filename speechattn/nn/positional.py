@@ -102,12 +102,18 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        """Rotate x: (batch, heads, time, head_dim) as positions ``offset .. offset + time - 1``."""
+        """Rotate x: (..., time, head_dim) as positions ``offset .. offset + time - 1``.
+
+        Each (even, odd) pair of dimensions is a complex number rotated by its position's angle.
+        """
         time = x.shape[-2]
         positions = torch.arange(offset, offset + time, device=x.device, dtype=torch.float32)
         angles = positions[:, None] * self.inv_freq.to(x.device)[None, :]  # (time, head_dim/2)
+        if x.dtype in (torch.float32, torch.float64):
+            rot = torch.polar(torch.ones_like(angles), angles).to(torch.complex64 if x.dtype == torch.float32 else torch.complex128)
+            pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)).contiguous() if x.stride(-1) != 1 else x.unflatten(-1, (-1, 2)))
+            return torch.view_as_real(pairs * rot).flatten(-2)
         cos = angles.cos().to(x.dtype)
         sin = angles.sin().to(x.dtype)
         x1, x2 = x[..., 0::2], x[..., 1::2]
-        rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-        return rotated.flatten(-2)
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)

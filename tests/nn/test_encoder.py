@@ -207,3 +207,20 @@ def test_subsampling_receptive_field_is_exact():
 def test_multihead_attention_rejects_bad_heads():
     with pytest.raises(ValueError, match="num_heads"):
         MultiHeadSelfAttention(10, 3, 2, 2)
+
+
+@pytest.mark.parametrize("subsampling", [1, 4])
+def test_inference_path_equals_training_path(subsampling, monkeypatch):
+    # eval + no_grad takes the chunked, in-place path; it must compute the same function.
+    import speechattn.nn.encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "_INFERENCE_ROWS", 64)  # force several chunks
+    enc = _encoder(subsampling=subsampling)
+    x = torch.randn(2, 300, 20)
+    lengths = torch.tensor([300, 211])
+    with torch.no_grad():
+        fast, n_fast = enc(x, lengths)
+    slow, n_slow = enc(x, lengths)  # grad enabled: the plain path
+    assert torch.equal(n_fast, n_slow)
+    assert (fast - slow.detach()).abs().max().item() <= 1e-5
+    assert not x.isnan().any()
