@@ -26,6 +26,9 @@ __all__ = ["EncoderConfig", "EncoderLayer", "FeedForward", "TruncatedEncoder"]
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 # Frames x batch per chunk of the inference path (see EncoderLayer._infer).
 _INFERENCE_ROWS = 4096
+# Inference on unpadded inputs longer than this many frames runs as a stream of chunks.
+_LONG_FRAMES = 16384
+_LONG_CHUNK = 4096
 
 
 @dataclass
@@ -246,8 +249,24 @@ class TruncatedEncoder(nn.Module):
             (output, output_lengths): (batch, time', d_model) with zeros at padded frames, and
             (batch,) valid output frames (``time' = time`` unless subsampling).
         """
+        if self._use_stream(features, lengths):
+            # Long input at inference: the exact streaming computation in large chunks gives the
+            # same outputs with memory bounded by the chunk and cache-sized working sets.
+            stream = self.stream()
+            parts = [stream.push(features[:, i : i + _LONG_CHUNK]) for i in range(0, features.shape[1], _LONG_CHUNK)]
+            parts.append(stream.flush())
+            out = torch.cat(parts, dim=1)
+            full = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
+            return out, self.output_lengths(full)
         hidden, out_lengths = self.extract_layers(features, lengths)
         return hidden[-1], out_lengths
+
+    def _use_stream(self, features: Tensor, lengths: Tensor | None) -> bool:
+        if self.training or torch.is_grad_enabled() or features.dim() != 3 or features.shape[1] <= _LONG_FRAMES:
+            return False
+        if any(layer.attn.right_context is None for layer in self.layers):
+            return False
+        return lengths is None or bool((lengths == features.shape[1]).all())
 
     def extract_layers(self, features: Tensor, lengths: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """Outputs of every layer (for multi-layer aggregation heads).

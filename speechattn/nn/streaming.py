@@ -14,6 +14,7 @@ frames with the truncated right context, as the offline call does at the end of 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from speechattn.nn.attention import truncated_attention
@@ -40,6 +41,31 @@ class _SubsamplingState:
         y, _ = self.sub(buf[:, : stride * (count - 1) + rf])
         self.buffer = buf[:, stride * count :]
         return y
+
+
+# Chunks up to this many ready queries attend through one fused SDPA call with a
+# (queries x span) band mask; longer ones use the blocked kernel.
+_DENSE_QUERIES = 256
+
+
+def _span_attention(q: Tensor, keys: Tensor, values: Tensor, first: int, left: int | None, right: int) -> Tensor:
+    """Attention of ``q`` (queries at span positions ``first ..``) over the cached span.
+
+    q: (batch, heads, count, head_dim); keys/values: (batch, heads, span, head_dim). Every key of
+    the span is a real frame, so only the band limits what a query sees.
+    """
+    count, span = q.shape[2], keys.shape[2]
+    if count <= _DENSE_QUERIES:
+        pos = torch.arange(first, first + count, device=q.device)[:, None]
+        key = torch.arange(span, device=q.device)[None, :]
+        allowed = key <= pos + right
+        if left is not None:
+            allowed &= key >= pos - left
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
+    # Long chunk: scatter the queries into the span and use the blocked kernel on the span.
+    q_span = q.new_zeros(keys.shape)
+    q_span[:, :, first : first + count] = q
+    return truncated_attention(q_span, keys, values, left, right)[:, :, first : first + count]
 
 
 class _LayerState:
@@ -77,12 +103,8 @@ class _LayerState:
         if count <= 0 or self.queries is None:
             return x.new_zeros(x.shape[0], 0, x.shape[2])
         assert self.keys is not None and self.values is not None and self.residual is not None
-        # Scatter the ready queries into the span of cached keys; the kernel answers every
-        # position of the span, and only the ready ones are kept.
         first = self.done - self.key_start
-        q_span = self.queries.new_zeros(self.keys.shape)
-        q_span[:, :, first : first + count] = self.queries[:, :, :count]
-        a = truncated_attention(q_span, self.keys, self.values, self.left, self.right)[:, :, first : first + count]
+        a = _span_attention(self.queries[:, :, :count], self.keys, self.values, first, self.left, self.right)
         batch = a.shape[0]
         a = attn.dropout(attn.out(a.transpose(1, 2).reshape(batch, count, attn.d_model)))
         y = self.layer.finish(self.residual[:, :count], a)

@@ -224,3 +224,20 @@ def test_inference_path_equals_training_path(subsampling, monkeypatch):
     assert torch.equal(n_fast, n_slow)
     assert (fast - slow.detach()).abs().max().item() <= 1e-5
     assert not x.isnan().any()
+
+
+@pytest.mark.parametrize("subsampling", [1, 4])
+def test_long_inputs_stream_in_chunks_with_offline_results(subsampling, monkeypatch):
+    import speechattn.nn.encoder as encoder_module
+
+    enc = _encoder(subsampling=subsampling)
+    x = torch.randn(1, 500, 20)
+    with torch.no_grad():
+        plain, n_plain = enc(x)
+        monkeypatch.setattr(encoder_module, "_LONG_FRAMES", 100)
+        monkeypatch.setattr(encoder_module, "_LONG_CHUNK", 64)
+        assert enc._use_stream(x, None)
+        chunked, n_chunked = enc(x)
+        assert not enc._use_stream(x, torch.tensor([400]))  # padded batches take the plain path
+    assert torch.equal(n_plain, n_chunked)
+    assert (plain - chunked).abs().max().item() <= 1e-5
