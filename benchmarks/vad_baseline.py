@@ -1,0 +1,318 @@
+"""Voice activity: speechattn's frame labeler vs silero-vad and webrtcvad, in one harness.
+
+Accuracy: every system labels the SAME dev recordings (by default the simulated dev set the run
+was evaluated on during training: ``dev_data`` in ``RUN_DIR/model.json``; or ``--dev DIR`` with
+audio + RTTM), and all are scored by the same code (:mod:`speechattn.metrics.detection`): frame
+precision / recall / F1 and detection error rate on a 10 ms grid, no collar.
+
+* ours: ``Labeler.label_file`` (streaming, the recipe's post-processing), as ``speechattn label``;
+* silero-vad: ``get_speech_timestamps(wav, model)`` with its default parameters (threshold 0.5,
+  min speech 250 ms, min silence 100 ms, speech pad 30 ms), JIT model from the wheel;
+* webrtcvad: ``Vad(mode).is_speech`` on 30 ms frames, for each aggressiveness mode 0-3.
+
+Speed: time to label one long file (1 hour by default; the dev recordings concatenated and
+written once as 16 kHz 16-bit WAV), whole pipeline from the file to segments (reading and
+decoding included; model loading excluded), all systems in this process one after the other,
+each with ``--threads`` torch threads (silero's import sets 1; it is reset). Ours is also run in
+a fresh process that only loads the model and labels the file, for its whole-process peak RSS
+(``ru_maxrss``, torch import included).
+
+Install the baselines without touching torch / torchaudio (silero's wheel carries its model and
+needs only ``packaging`` besides torch)::
+
+    pip install --no-deps silero-vad==6.2.3 webrtcvad-wheels==2.0.14.post1
+
+Usage (timings only mean something on an otherwise idle machine)::
+
+    speechattn train recipes/vad.yaml --run-dir runs/vad                 # ~15 min
+    python benchmarks/vad_baseline.py runs/vad                           # dev F1 + 1-hour timing
+    python benchmarks/vad_baseline.py runs/vad --hours 0.25 --systems ours silero
+    python benchmarks/vad_baseline.py --smoke     # tiny model, 6 dev files, 60 s file: checks the script
+
+Results: a Markdown table on stdout and JSON in ``benchmarks/out/vad_baseline.json``
+(``--json`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import OUT_DIR, environment, print_table, run_isolated, write_json  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SYSTEMS = ("ours", "silero", "webrtc")
+RATE = 16000
+#: --smoke: a tiny model trained for a few steps on a tiny simulation.
+SMOKE_TRAIN = [
+    "data.simulate.max_train_utterances=120", "data.simulate.max_dev_utterances=40",
+    "model.encoder.d_model=32", "model.encoder.num_layers=1", "model.encoder.ffn_dim=64",
+    "train.batch_size=8", "train.max_epochs=2", "train.max_minutes=null", "train.eval_every=1",
+]
+INSTALL_HINT = "pip install --no-deps silero-vad==6.2.3 webrtcvad-wheels==2.0.14.post1"
+
+
+# --------------------------------------------------------------------------- systems
+
+Segments = list  # list[speechattn.data.labels.Segment]
+
+
+def system_ours(run_dir: Path) -> Callable[[Path], Segments]:
+    from speechattn.labeler import Labeler
+
+    labeler = Labeler.from_run(run_dir)
+    return lambda path: labeler.label_file(path).segments
+
+
+def system_silero() -> Callable[[Path], Segments]:
+    from silero_vad import get_speech_timestamps, load_silero_vad
+
+    from speechattn.audio import load_audio
+    from speechattn.data.labels import Segment
+
+    model = load_silero_vad()
+
+    def run(path: Path) -> Segments:
+        wave, _ = load_audio(path, RATE)
+        # In samples: return_seconds=True would round the times to 0.1 s (time_resolution=1).
+        stamps = get_speech_timestamps(wave, model, sampling_rate=RATE)
+        return [Segment(s["start"] / RATE, s["end"] / RATE, "speech") for s in stamps if s["end"] > s["start"]]
+
+    return run
+
+
+def system_webrtc(mode: int) -> Callable[[Path], Segments]:
+    import soundfile as sf
+    import webrtcvad
+
+    from speechattn.audio import load_audio
+    from speechattn.data.labels import FrameGrid
+
+    vad = webrtcvad.Vad(mode)
+    frame = int(0.03 * RATE)
+    grid = FrameGrid(hop=0.03, offset=0.015)
+
+    def run(path: Path) -> Segments:
+        info = sf.info(str(path))
+        if info.samplerate == RATE and info.channels == 1:
+            pcm, _ = sf.read(str(path), dtype="int16")
+        else:
+            wave, _ = load_audio(path, RATE)
+            pcm = (wave.clamp(-1, 1).numpy() * 32767).astype(np.int16)
+        data = pcm.tobytes()
+        n = len(pcm) // frame
+        active = np.fromiter((vad.is_speech(data[2 * i * frame : 2 * (i + 1) * frame], RATE) for i in range(n)),
+                             dtype=bool, count=n)
+        return grid.to_segments(active, "speech", len(pcm) / RATE)
+
+    return run
+
+
+def build_systems(names: list[str], run_dir: Path, threads: int) -> dict[str, Callable[[Path], Segments]]:
+    import torch
+
+    out: dict[str, Callable[[Path], Segments]] = {}
+    for name in names:
+        if name == "ours":
+            out["ours"] = system_ours(run_dir)
+        elif name == "silero":
+            out["silero"] = system_silero()
+        else:
+            for mode in range(4):
+                out[f"webrtc-{mode}"] = system_webrtc(mode)
+    torch.set_num_threads(threads)  # after silero's import, which sets 1
+    return out
+
+
+# --------------------------------------------------------------------------- accuracy
+
+def dev_scores(systems: dict[str, Callable[[Path], Segments]], dev: str, run_dir: Path, limit: int | None
+               ) -> dict[str, Any]:
+    from speechattn.audio import audio_info
+    from speechattn.data.labelled import load_labelled
+    from speechattn.data.labels import segments_to_frames
+    from speechattn.inference import load_run_recipe
+    from speechattn.metrics.detection import DetectionCounts
+
+    recipe = load_run_recipe(run_dir)
+    data = load_labelled(dev, ".", label_map=recipe.data.label_map, tier=recipe.data.tier)
+    items = data.items if limit is None else data.items[:limit]
+    counts = {name: DetectionCounts(["speech"]) for name in systems}
+    seconds = {name: 0.0 for name in systems}
+    hours = 0.0
+    for item in items:
+        duration = audio_info(item.path).duration
+        hours += duration / 3600
+        ref = segments_to_frames(item.segments, ["speech"], 0.01, duration)
+        for name, run in systems.items():
+            start = time.perf_counter()
+            hyp = run(item.path)
+            seconds[name] += time.perf_counter() - start
+            counts[name].update(ref, segments_to_frames(hyp, ["speech"], 0.01, duration))
+    return {"dev": dev, "files": len(items), "hours": hours,
+            "systems": {name: {**counts[name].metrics(), "seconds": seconds[name]} for name in systems}}
+
+
+# --------------------------------------------------------------------------- speed
+
+def long_file(dev: str, hours: float, out: Path) -> Path:
+    """The dev recordings concatenated (cycled) to ``hours``, as 16 kHz PCM-16 WAV (made once)."""
+    import soundfile as sf
+
+    from speechattn.audio import load_audio
+    from speechattn.data.labelled import load_labelled
+
+    path = out / f"long_{hours:g}h.wav"
+    if path.exists():
+        return path
+    items = load_labelled(dev, ".").items
+    target = int(hours * 3600 * RATE)
+    tmp = path.with_suffix(".tmp.wav")
+    written = 0
+    with sf.SoundFile(str(tmp), "w", samplerate=RATE, channels=1, subtype="PCM_16") as f:
+        i = 0
+        while written < target:
+            wave = load_audio(items[i % len(items)].path, RATE)[0].numpy()[: target - written]
+            f.write(wave)
+            written += wave.shape[0]
+            i += 1
+    os.replace(tmp, path)
+    return path
+
+
+def time_systems(systems: dict[str, Callable[[Path], Segments]], path: Path) -> dict[str, Any]:
+    out = {}
+    for name, run in systems.items():
+        start = time.perf_counter()
+        cpu = time.process_time()
+        segs = run(path)
+        out[name] = {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
+                     "segments": len(segs), "speech_seconds": round(sum(s.end - s.start for s in segs), 1)}
+        print(f"  {name}: {out[name]['seconds']:.2f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def rss_worker(run_dir: str, path: str, threads: int) -> dict[str, Any]:
+    """In a fresh process: load the model, label the file; wall time and whole-process peak RSS."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from speechattn.labeler import Labeler
+
+    labeler = Labeler.from_run(run_dir)
+    start = time.perf_counter()
+    result = labeler.label_file(path)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "segments": len(result.segments), "audio_seconds": result.duration}
+
+
+# --------------------------------------------------------------------------- driver
+
+def smoke_run(out: Path) -> Path:
+    """Train a tiny VAD model (tiny simulation) for the smoke check."""
+    run_dir = out / "smoke_run"
+    if (run_dir / "model.safetensors").exists():
+        return run_dir
+    cmd = [sys.executable, "-m", "speechattn.cli.main", "train", str(REPO / "recipes" / "vad.yaml"),
+           "--run-dir", str(run_dir), "--set", f"data.simulate.out_dir={out / 'smoke_sim'}"]
+    for s in SMOKE_TRAIN:
+        cmd += ["--set", s]
+    print("training a tiny model for the smoke check ...", file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return run_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", nargs="?", type=Path, help="a trained frame-labeling run (recipes/vad.yaml)")
+    parser.add_argument("--dev", default=None, help="audio + RTTM to score (default: the run's dev_data)")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--hours", type=float, default=None, help="length of the timed file (default 1; 1/60 with --smoke)")
+    parser.add_argument("--max-dev-files", type=int, default=None, help="score only the first N dev files")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for every system")
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR / "vad_baseline", help="long file, smoke run")
+    parser.add_argument("--json", default=None, help="results file (default benchmarks/out/vad_baseline.json)")
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 6 dev files, a 60 s file")
+    parser.add_argument("--skip-accuracy", action="store_true", help="only time the long file")
+    parser.add_argument("--rss-worker", nargs=2, metavar=("RUN_DIR", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_worker:
+        print(json.dumps(rss_worker(args.rss_worker[0], args.rss_worker[1], args.threads)))
+        return
+    try:
+        import silero_vad  # noqa: F401
+        import webrtcvad  # noqa: F401
+    except ImportError as exc:
+        if "silero" in args.systems or "webrtc" in args.systems:
+            parser.exit(2, f"{exc}; install the baselines with:\n    {INSTALL_HINT}\n")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.hours is None:
+        args.hours = 1 / 60 if args.smoke else 1.0
+    if args.smoke:
+        args.max_dev_files = args.max_dev_files or 6
+        if args.run_dir is None:
+            args.run_dir = smoke_run(args.out_dir)
+    if args.run_dir is None:
+        parser.error("give RUN_DIR (a trained recipes/vad.yaml run) or --smoke")
+    info = json.loads((args.run_dir / "model.json").read_text())
+    dev = args.dev or info.get("dev_data")
+    if not dev:
+        parser.error(f"{args.run_dir}/model.json names no dev_data; give --dev DIR")
+
+    systems = build_systems(args.systems, args.run_dir, args.threads)
+    results: dict[str, Any] = {"run_dir": str(args.run_dir), "environment": environment(), "threads": args.threads,
+                               "run_dev_metrics": info.get("dev_metrics")}
+    if not args.skip_accuracy:
+        print(f"scoring {len(systems)} systems on {dev} ...", file=sys.stderr, flush=True)
+        results["accuracy"] = dev_scores(systems, dev, args.run_dir, args.max_dev_files)
+    path = long_file(dev, args.hours, args.out_dir)
+    print(f"timing on {path} ({args.hours:g} h) ...", file=sys.stderr, flush=True)
+    results["speed"] = {"file": str(path), "hours": args.hours, "loadavg_before": os.getloadavg(),
+                        "systems": time_systems(systems, path), "loadavg_after": os.getloadavg()}
+    if "ours" in systems:
+        rss = run_isolated([str(Path(__file__).resolve()), "--rss-worker", str(args.run_dir), str(path),
+                            "--threads", str(args.threads)])
+        results["speed"]["ours_fresh_process"] = rss
+
+    rows = []
+    speed = results["speed"]["systems"]
+    silero_s = speed.get("silero", {}).get("seconds")
+    for name in systems:
+        acc = results.get("accuracy", {}).get("systems", {}).get(name, {})
+        s = speed.get(name, {})
+        rows.append({
+            "system": name, "f1": acc.get("f1", "-"), "precision": acc.get("precision", "-"),
+            "recall": acc.get("recall", "-"), "der": acc.get("detection_error_rate", "-"),
+            "seconds": s.get("seconds", "-"), "rtf": s["seconds"] / (args.hours * 3600) if s else "-",
+            "vs_silero": f"{silero_s / s['seconds']:.1f}x" if silero_s and s else "-",
+        })
+    print_table(rows, [("system", "system"), ("f1", "dev frame F1"), ("precision", "precision"),
+                       ("recall", "recall"), ("der", "detection error rate"),
+                       ("seconds", f"label {args.hours:g} h file (s)"), ("rtf", "real-time factor"),
+                       ("vs_silero", "speed vs silero")])
+    if "ours" in systems:
+        r = results["speed"]["ours_fresh_process"]
+        print(f"\nours in a fresh process: {r.get('seconds', float('nan')):.2f} s, whole-process peak RSS "
+              f"{r.get('peak_rss_mb', float('nan')):.0f} MB" + (f" ({r['error']})" if "error" in r else ""))
+    if "accuracy" in results:
+        a = results["accuracy"]
+        print(f"dev: {a['files']} files, {a['hours']:.2f} h ({a['dev']})")
+    out = write_json("vad_baseline" + ("_smoke" if args.smoke else ""), results, args.json)
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
