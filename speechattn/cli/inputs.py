@@ -262,13 +262,17 @@ class BatchReport:
     def fail(self, path: str | os.PathLike[str], reason: str | BaseException) -> None:
         """Record a failed file (or input argument) and print it on stderr now.
 
-        ``reason`` may be an exception: its message is used, or its class name if empty.
+        ``reason`` may be an exception: its message is used, or its class name if empty. A
+        message that already starts with ``FILE:`` (as :class:`~speechattn.audio.AudioError`'s
+        do) is not prefixed twice.
         """
         if isinstance(reason, BaseException):
             text = _one_line(reason) or type(reason).__name__
         else:
             text = _one_line(reason) or "failed"
         item = os.fspath(path)
+        if text.startswith(f"{item}: "):
+            text = text[len(item) + 2 :]
         self.failed.append((item, text))
         if self.echo:
             click.echo(f"{self.prog}: error: {item}: {text}", err=True)

@@ -9,7 +9,6 @@ the exit status is 1 when any failed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,14 +22,6 @@ RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 #: Output formats and their file suffixes.
 FORMATS = {"rttm": ".rttm", "json": ".json", "tsv": ".tsv", "textgrid": ".TextGrid"}
 
-
-def _reason(path: Path, exc: BaseException) -> str:
-    """The error message without a leading ``path:`` (the report names the file itself)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    for prefix in (f"{path}: ", f"{os.fspath(path)}: "):
-        if text.startswith(prefix):
-            return text[len(prefix) :]
-    return text
 
 
 def _unique_name(stem: str, used: set[str]) -> str:
@@ -120,7 +111,7 @@ def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: P
             bar.reset(total=audio_info(path).duration)
             result = labeler.label_file(path, envelope_points=4000 if plot else 0, on_block=bar.update)
         except (AudioError, ValueError, OSError) as exc:
-            report.fail(path, _reason(path, exc))
+            report.fail(path, exc)
             continue
         finally:
             bar.close()

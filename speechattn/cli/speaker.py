@@ -8,7 +8,6 @@ failed. Outputs already computed are written even when later files fail or on Ct
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,6 @@ def _recognizer(run_dir: Path) -> Any:
     return SpeakerRecognizer.from_run(run_dir)
 
 
-def _reason(path: Path, exc: BaseException) -> str:
-    """The error message without a leading ``path:`` (the report names the file itself)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    for prefix in (f"{path}: ", f"{os.fspath(path)}: "):
-        if text.startswith(prefix):
-            return text[len(prefix) :]
-    return text
-
 
 def _embed_paths(model: Any, paths: list[Path], report: BatchReport, progress: bool = True):
     """Yield (path, embedding) for every readable file; failures go to ``report``."""
@@ -47,7 +38,7 @@ def _embed_paths(model: Any, paths: list[Path], report: BatchReport, progress: b
         try:
             emb = model.embed_file(path)
         except (AudioError, ValueError, OSError) as exc:
-            report.fail(path, _reason(path, exc))
+            report.fail(path, exc)
             continue
         report.ok(path)
         yield path, emb

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from speechattn.audio import CMVNStats, FeatureConfig, FeatureExtractor, GlobalCMVN
 from speechattn.data.augment import AugmentConfig, mix_noise, spec_augment
+from speechattn.data.batching import length_batches
 from speechattn.data.featcache import extract_features
 from speechattn.data.labelled import LabelledAudio, LabelledSet, load_labelled
 from speechattn.data.labels import FrameGrid, LabelError, frame_targets, segments_to_frames
@@ -352,22 +353,12 @@ class LabelTask:
 
 def batch_posteriors(model: FrameLabeler, feats: Sequence[Tensor], batch_frames: int = 200000) -> list[np.ndarray]:
     """(T'_i, K) float32 posteriors of whole feature sequences (offline, batched by length)."""
-    order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
     out: list[np.ndarray | None] = [None] * len(feats)
-    start = 0
-    while start < len(order):
-        longest = feats[order[start]].shape[0]
-        stop = start + 1
-        while stop < len(order) and feats[order[stop]].shape[0] * (stop - start + 1) <= max(batch_frames, longest):
-            stop += 1
-        idx = order[start:stop]
-        lengths = torch.tensor([feats[i].shape[0] for i in idx])
-        x = nn.utils.rnn.pad_sequence([feats[i] for i in idx], batch_first=True)
+    for idx, x, lengths in length_batches(feats, batch_frames):
         logits, out_lengths = model(x, lengths)
         post = model.posteriors(logits)
         for j, i in enumerate(idx):
             out[i] = post[j, : int(out_lengths[j])].numpy()
-        start = stop
     return out  # type: ignore[return-value]
 
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from speechattn.audio import FeatureConfig, FeatureExtractor
 from speechattn.data.augment import AugmentConfig, mix_noise, random_crops, spec_augment
+from speechattn.data.batching import length_batches
 from speechattn.data.featcache import FeatureSet, extract_features
 from speechattn.data.manifest import Manifest, Utterance
 from speechattn.data.splits import resolve_manifest
@@ -156,21 +157,11 @@ def embed_feature_list(
     embedder: nn.Module, feats: Sequence[Tensor], normalize: str, batch_frames: int = 40000
 ) -> Tensor:
     """(N, E) embeddings of whole utterances, batched by similar length (call in eval mode)."""
-    order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
     out: list[Tensor | None] = [None] * len(feats)
-    start = 0
-    while start < len(order):
-        longest = feats[order[start]].shape[0]
-        stop = start + 1
-        while stop < len(order) and feats[order[stop]].shape[0] * (stop - start + 1) <= max(batch_frames, longest):
-            stop += 1
-        idx = order[start:stop]
-        lengths = torch.tensor([feats[i].shape[0] for i in idx])
-        x = nn.utils.rnn.pad_sequence([feats[i] for i in idx], batch_first=True)
+    for idx, x, lengths in length_batches(feats, batch_frames):
         emb = embedder(normalize_features(x, lengths, normalize), lengths).float()
         for j, i in enumerate(idx):
             out[i] = emb[j]
-        start = stop
     return torch.stack(out)  # type: ignore[arg-type]
 
 

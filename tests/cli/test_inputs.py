@@ -202,12 +202,12 @@ def test_batch_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert report.exit_code == 1
     assert (report.num_ok, report.num_failed) == (12, 4)
     assert report.failed[1:] == [
-        ("c.wav", "c.wav: too short"),
+        ("c.wav", "too short"),  # an error that names its file is not prefixed twice
         ("d.wav", "RuntimeError"),
         ("missing/", "no such file or directory"),
     ]
     assert capsys.readouterr().err.splitlines() == [
-        "speechattn: error: c.wav: c.wav: too short",
+        "speechattn: error: c.wav: too short",
         "speechattn: error: d.wav: RuntimeError",
         "speechattn: error: missing/: no such file or directory",
     ]
