@@ -63,6 +63,7 @@ def test_trainer_learns_and_writes_run_files(tmp_path):
     assert "dev_error" in rows[0] and "train_loss" in rows[0]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert set(load_weights(tmp_path / "model.safetensors")) == {"weight", "bias"}
+    assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))  # TensorBoard curves
 
 
 def test_best_checkpoint_follows_dev_metric(tmp_path):
