@@ -19,7 +19,7 @@ from torch import Tensor
 from speechattn.audio import FeatureExtractor, load_audio
 from speechattn.training.checkpoint import load_weights
 
-__all__ = ["load_run_recipe", "SpeakerRecognizer"]
+__all__ = ["load_run_recipe", "load_run", "SpeakerRecognizer"]
 
 
 def load_run_recipe(run_dir: str | os.PathLike[str]) -> Any:
@@ -30,6 +30,21 @@ def load_run_recipe(run_dir: str | os.PathLike[str]) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"{run_dir}: not a speechattn run directory (no config.yaml)")
     return load_task_recipe(path)
+
+
+def load_run(run_dir: str | os.PathLike[str], task: str, what: str) -> tuple[Any, dict[str, Tensor], dict[str, Any]]:
+    """(recipe, weights, ``model.json``) of a trained run of ``task``, with one-line errors.
+
+    ``what`` names the model kind in the error for a run of another task.
+    """
+    run_dir = Path(run_dir)
+    recipe = load_run_recipe(run_dir)
+    if recipe.task != task:
+        raise ValueError(f"{run_dir}: a {recipe.task!r} run, not a {what}")
+    weights = run_dir / "model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights}: no trained weights (training has not reached its first evaluation)")
+    return recipe, load_weights(weights), json.loads((run_dir / "model.json").read_text())
 
 
 class SpeakerRecognizer:
@@ -53,16 +68,9 @@ class SpeakerRecognizer:
         """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) written by ``speechattn train``."""
         from speechattn.tasks.speaker import build_embedder
 
-        run_dir = Path(run_dir)
-        recipe = load_run_recipe(run_dir)
-        if recipe.task != "speaker":
-            raise ValueError(f"{run_dir}: a {recipe.task!r} run, not a speaker model")
-        weights = run_dir / "model.safetensors"
-        if not weights.exists():
-            raise FileNotFoundError(f"{weights}: no trained weights (training has not reached its first evaluation)")
+        recipe, weights, info = load_run(run_dir, "speaker", "speaker model")
         embedder = build_embedder(recipe.model, recipe.features.feature_dim)
-        embedder.load_state_dict(load_weights(weights))
-        info = json.loads((run_dir / "model.json").read_text())
+        embedder.load_state_dict(weights)
         return cls(recipe, embedder, info["threshold"])
 
     @contextlib.contextmanager

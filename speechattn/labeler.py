@@ -17,7 +17,6 @@ same posteriors up to float rounding.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from speechattn.audio import FeatureExtractor, StreamingFeatureExtractor, audio_
 from speechattn.data.labels import FrameGrid, Segment
 from speechattn.models.labeler import FrameLabeler
 from speechattn.postprocess import decode
-from speechattn.training.checkpoint import load_weights
 
 __all__ = ["LabelResult", "Labeler", "plot_labels"]
 
@@ -108,19 +106,12 @@ class Labeler:
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str]) -> "Labeler":
         """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) of a ``frame_labels`` run."""
-        from speechattn.inference import load_run_recipe
+        from speechattn.inference import load_run
         from speechattn.tasks.labeling import build_labeler
 
-        run_dir = Path(run_dir)
-        recipe = load_run_recipe(run_dir)
-        if recipe.task != "frame_labels":
-            raise ValueError(f"{run_dir}: a {recipe.task!r} run, not a frame-labeling model")
-        weights = run_dir / "model.safetensors"
-        if not weights.exists():
-            raise FileNotFoundError(f"{weights}: no trained weights (training has not reached its first evaluation)")
-        info = json.loads((run_dir / "model.json").read_text())
+        recipe, weights, info = load_run(run_dir, "frame_labels", "frame-labeling model")
         model = build_labeler(recipe, len(info["classes"]))
-        model.load_state_dict(load_weights(weights))
+        model.load_state_dict(weights)
         grid = FrameGrid(hop=float(info["grid"]["hop"]), offset=float(info["grid"]["offset"]))
         return cls(recipe, model, info["classes"], grid)
 

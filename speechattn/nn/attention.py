@@ -323,7 +323,7 @@ def _flex_attention(
     q: Tensor, k: Tensor, v: Tensor, left: int, right: int, lengths: Tensor | None, scale: float
 ) -> Tensor:  # pragma: no cover - exercised on CUDA machines only
     """CUDA path: FlexAttention with a block-sparse band mask (skips blocks outside the band)."""
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from torch.nn.attention.flex_attention import create_block_mask
 
     batch, heads, time, _ = q.shape
     lens = (

@@ -7,7 +7,8 @@ the layers' right contexts (times the subsampling factor, plus the convolution's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,9 @@ from speechattn.nn.positional import (
     SinusoidalPositionalEncoding,
 )
 from speechattn.nn.subsampling import Subsampling
+
+if TYPE_CHECKING:  # pragma: no cover
+    from speechattn.nn.streaming import EncoderStream
 
 __all__ = ["EncoderConfig", "EncoderLayer", "FeedForward", "TruncatedEncoder"]
 
