@@ -47,7 +47,10 @@ def main() -> None:
         energy = frame_energy_db(wave, 16000, cfg.frame_ms, cfg.hop_ms)
         threshold = max(np.percentile(energy, cfg.peak_percentile) + cfg.threshold_db,
                         np.percentile(energy, cfg.floor_percentile) + cfg.floor_margin_db)
-        ax.plot(np.arange(len(wave)) / 16000, wave, color="0.55", linewidth=0.3)
+        bucket = max(1, len(wave) // 1500)  # min/max envelope: same picture, far smaller PNG
+        env = wave[: len(wave) // bucket * bucket].reshape(-1, bucket)
+        t = np.arange(env.shape[0]) * bucket / 16000
+        ax.fill_between(t, env.min(1), env.max(1), color="0.6", linewidth=0)
         for start, end in endpoint(wave, 16000, cfg):
             ax.axvspan(start, end, color="tab:green", alpha=0.2, linewidth=0)
         ax.set_yticks([])
@@ -61,7 +64,14 @@ def main() -> None:
         ax.set_title(f"{utt.id}: {utt.text}", fontsize=8)
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=args.dpi)
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=args.dpi)
+    buf.seek(0)  # 32-colour palette: a few tens of KB for the docs
+    Image.open(buf).convert("RGB").quantize(colors=32).save(args.out, optimize=True)
     print(args.out)
 
 
