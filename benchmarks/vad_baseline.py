@@ -18,7 +18,7 @@ written once as 16 kHz 16-bit WAV), whole pipeline from the file to segments (re
 decoding included; model loading excluded), all systems in this process one after the other,
 each with ``--threads`` torch threads (silero's import sets 1; it is reset). Ours is also run in
 a fresh process that only loads the model and labels the file, for its whole-process peak RSS
-(``ru_maxrss``, torch import included).
+(``VmHWM``, torch import included; ``ru_maxrss`` would include the parent's RSS at spawn time).
 
 Install the baselines without touching torch / torchaudio (silero's wheel carries its model and
 needs only ``packaging`` besides torch)::
@@ -227,8 +227,19 @@ def rss_worker(run_dir: str, path: str, threads: int) -> dict[str, Any]:
     start = time.perf_counter()
     result = labeler.label_file(path)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"seconds": seconds, "peak_rss_mb": _vm_hwm_mb(),
+            "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "segments": len(result.segments), "audio_seconds": result.duration}
+
+
+def _vm_hwm_mb() -> float:
+    """Peak RSS of this process's own memory (VmHWM). Not ru_maxrss: Linux carries the parent's
+    RSS at fork/exec time into the child's ru_maxrss, so a child of a big parent reads big."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --------------------------------------------------------------------------- driver
