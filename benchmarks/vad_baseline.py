@@ -15,7 +15,8 @@ precision / recall / F1 and detection error rate on a 10 ms grid, no collar.
 
 Speed: time to label one long file (1 hour by default; the dev recordings concatenated and
 written once as 16 kHz 16-bit WAV), whole pipeline from the file to segments (reading and
-decoding included; model loading excluded), all systems in this process one after the other,
+decoding included; model loading excluded; one untimed warm-up run on a 10 s file first), all
+systems in this process, ``--repeats`` rounds interleaved, median reported,
 each with ``--threads`` torch threads (silero's import sets 1; it is reset). Ours is also run in
 a fresh process that only loads the model and labels the file, for its whole-process peak RSS
 (``VmHWM``, torch import included; ``ru_maxrss`` would include the parent's RSS at spawn time).
@@ -202,18 +203,31 @@ def long_file(dev: str, hours: float, out: Path) -> Path:
     return path
 
 
-def time_systems(systems: dict[str, Callable[[Path], Segments]], path: Path) -> dict[str, Any]:
-    out = {}
-    for name, run in systems.items():
-        if name in UNTIMED:
-            continue
-        start = time.perf_counter()
-        cpu = time.process_time()
-        segs = run(path)
-        out[name] = {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
-                     "segments": len(segs), "speech_seconds": round(sum(s.end - s.start for s in segs), 1)}
-        print(f"  {name}: {out[name]['seconds']:.2f} s", file=sys.stderr, flush=True)
-    return out
+def time_systems(systems: dict[str, Callable[[Path], Segments]], path: Path, warmup: Path, repeats: int
+                 ) -> dict[str, Any]:
+    """``repeats`` timed runs per system on ``path``, interleaved (the order rotates every round,
+    so drifting machine load hits all alike), after one untimed run of each on the short
+    ``warmup`` file (first-call costs: silero's JIT profiling runs, oneDNN kernel selection)."""
+    import statistics
+
+    names = [name for name in systems if name not in UNTIMED]
+    for name in names:
+        systems[name](warmup)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    found: dict[str, Segments] = {}
+    for r in range(repeats):
+        for k in range(len(names)):
+            name = names[(r + k) % len(names)]
+            start, cpu0 = time.perf_counter(), time.process_time()
+            found[name] = systems[name](path)
+            times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - cpu0)
+            print(f"  {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+    return {name: {"seconds": statistics.median(times[name]), "min_seconds": min(times[name]),
+                   "all_seconds": times[name], "cpu_seconds": statistics.median(cpu[name]),
+                   "segments": len(found[name]),
+                   "speech_seconds": round(sum(s.end - s.start for s in found[name]), 1)} for name in names}
 
 
 def rss_worker(run_dir: str, path: str, threads: int) -> dict[str, Any]:
@@ -245,11 +259,15 @@ def _vm_hwm_mb() -> float:
 # --------------------------------------------------------------------------- driver
 
 def smoke_run(out: Path) -> Path:
-    """Train a tiny VAD model (tiny simulation) for the smoke check."""
-    run_dir = out / "smoke_run"
+    """Train a tiny VAD model (tiny simulation) for the smoke check (again when the recipe changes)."""
+    import hashlib
+
+    recipe = REPO / "recipes" / "vad.yaml"
+    key = hashlib.sha1((recipe.read_text() + "\n".join(SMOKE_TRAIN)).encode()).hexdigest()[:10]
+    run_dir = out / f"smoke_run-{key}"
     if (run_dir / "model.safetensors").exists():
         return run_dir
-    cmd = [sys.executable, "-m", "speechattn.cli.main", "train", str(REPO / "recipes" / "vad.yaml"),
+    cmd = [sys.executable, "-m", "speechattn.cli.main", "train", str(recipe),
            "--run-dir", str(run_dir), "--set", f"data.simulate.out_dir={out / 'smoke_sim'}"]
     for s in SMOKE_TRAIN:
         cmd += ["--set", s]
@@ -266,6 +284,7 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=None, help="length of the timed file (default 1; 1/60 with --smoke)")
     parser.add_argument("--max-dev-files", type=int, default=None, help="score only the first N dev files")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for every system")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per system on the long file (median)")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR / "vad_baseline", help="long file, smoke run")
     parser.add_argument("--json", default=None, help="results file (default benchmarks/out/vad_baseline.json)")
     parser.add_argument("--smoke", action="store_true", help="tiny model, 6 dev files, a 60 s file")
@@ -303,8 +322,9 @@ def main() -> None:
         results["accuracy"] = dev_scores(systems, dev, args.run_dir, args.max_dev_files)
     path = long_file(dev, args.hours, args.out_dir)
     print(f"timing on {path} ({args.hours:g} h) ...", file=sys.stderr, flush=True)
+    warmup = long_file(dev, 10 / 3600, args.out_dir)
     results["speed"] = {"file": str(path), "hours": args.hours, "loadavg_before": os.getloadavg(),
-                        "systems": time_systems(systems, path), "loadavg_after": os.getloadavg()}
+                        "systems": time_systems(systems, path, warmup, args.repeats), "loadavg_after": os.getloadavg()}
     if "ours" in systems:
         rss = run_isolated([str(Path(__file__).resolve()), "--rss-worker", str(args.run_dir), str(path),
                             "--threads", str(args.threads)])
@@ -324,7 +344,7 @@ def main() -> None:
         })
     print_table(rows, [("system", "system"), ("f1", "dev frame F1"), ("precision", "precision"),
                        ("recall", "recall"), ("der", "detection error rate"),
-                       ("seconds", f"label {args.hours:g} h file (s)"), ("rtf", "real-time factor"),
+                       ("seconds", f"label {args.hours:g} h file (s, median)"), ("rtf", "real-time factor"),
                        ("vs_silero", "speed vs silero")])
     if "ours" in systems:
         r = results["speed"]["ours_fresh_process"]
