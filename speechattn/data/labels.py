@@ -159,7 +159,8 @@ def read_rttm(path: PathLike) -> dict[str, list[Segment]]:
             raise _err(p, lineno, f"start and duration must be finite and >= 0, got {fields[3]} and {fields[4]}")
         if dur == 0:
             continue
-        out.setdefault(fields[1], []).append(Segment(start, start + dur, fields[7]))
+        # rounded to the microsecond: start + duration in floats gives 2.5020000000000002 for 2.502
+        out.setdefault(fields[1], []).append(Segment(start, round(start + dur, 6), fields[7]))
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -277,13 +278,13 @@ def read_frame_labels(path: PathLike, frame_shift: float = 0.01) -> list[Segment
                 raise _err(p, frame + first + 1, f"bad label list {line!r} (classes separated by commas, no blanks)")
         for label in list(runs):
             if label not in labels:
-                out.append(Segment(runs.pop(label) * shift, frame * shift, label))
+                out.append(Segment(round(runs.pop(label) * shift, 6), round(frame * shift, 6), label))
         for label in labels:
             runs.setdefault(label, frame)
     if frame < 0:
         raise _err(p, None, "no frames")
     for label, start in runs.items():
-        out.append(Segment(start * shift, (frame + 1) * shift, label))
+        out.append(Segment(round(start * shift, 6), round((frame + 1) * shift, 6), label))
     return sorted(out)
 
 
