@@ -88,7 +88,7 @@ def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: P
 
     from tqdm import tqdm
 
-    from speechattn.audio import AudioError
+    from speechattn.audio import AudioError, audio_info
     from speechattn.labeler import Labeler, plot_labels
 
     if out_dir is None and (fmt == "textgrid" or plot):
@@ -103,18 +103,15 @@ def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: P
     show = sys.stderr.isatty() if progress is None else progress
     for path in paths:
         name = _unique_name(path.stem, used)
-        bar = tqdm(desc=path.name, unit="s", unit_scale=False, leave=False, disable=not show,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
         try:
-            from speechattn.audio import audio_info
-
-            bar.reset(total=audio_info(path).duration)
-            result = labeler.label_file(path, envelope_points=4000 if plot else 0, on_block=bar.update)
+            duration = audio_info(path).duration
+            with tqdm(total=round(duration, 1), desc=path.name, unit="s", leave=False, disable=not show,
+                      bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"
+                      ) as bar:
+                result = labeler.label_file(path, envelope_points=4000 if plot else 0, on_block=bar.update)
         except (AudioError, ValueError, OSError) as exc:
-            report.fail(path, exc)
+            report.fail(path, _reason(path, exc))
             continue
-        finally:
-            bar.close()
         if out_dir is None:
             stdout = click.get_text_stream("stdout")
             _write(fmt, name, path, result, stdout, header=report.num_ok == 0)

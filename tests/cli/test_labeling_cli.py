@@ -44,7 +44,7 @@ def test_label_rttm_to_stdout_reports_bad_files_and_goes_on(run, inputs):
 def test_label_json_and_tsv_agree(run, inputs):
     run_dir, _, _ = run
     (a, b), _ = inputs
-    res = _run("label", run_dir, a, b, "--format", "json")
+    res = _run("label", run_dir, a, b, "--format", "json", "--progress")  # the bar goes to stderr
     assert res.exit_code == 0, res.output
     records = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["file"] for r in records] == [str(a), str(b)]
