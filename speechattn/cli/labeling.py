@@ -110,7 +110,7 @@ def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: P
                       ) as bar:
                 result = labeler.label_file(path, envelope_points=4000 if plot else 0, on_block=bar.update)
         except (AudioError, ValueError, OSError) as exc:
-            report.fail(path, _reason(path, exc))
+            report.fail(path, exc)
             continue
         if out_dir is None:
             stdout = click.get_text_stream("stdout")
