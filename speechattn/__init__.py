@@ -34,6 +34,8 @@ _EXPORTS = {
     "MultiHeadSelfAttention": "speechattn.nn.multihead",
     "EncoderStream": "speechattn.nn.streaming",
     "SpeakerRecognizer": "speechattn.inference",
+    "Labeler": "speechattn.labeler",
+    "FrameLabeler": "speechattn.models.labeler",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -49,6 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
         load_audio,
     )
     from speechattn.inference import SpeakerRecognizer
+    from speechattn.labeler import Labeler
+    from speechattn.models.labeler import FrameLabeler
     from speechattn.nn.attention import truncated_attention
     from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
     from speechattn.nn.multihead import MultiHeadSelfAttention

@@ -11,15 +11,16 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from speechattn.audio import FeatureExtractor, load_audio
+from speechattn.audio import FeatureExtractor, StreamingFeatureExtractor, iter_audio_blocks, load_audio
 from speechattn.training.checkpoint import load_weights
 
-__all__ = ["load_run_recipe", "load_run", "SpeakerRecognizer"]
+__all__ = ["load_run_recipe", "load_run", "stream_file_outputs", "SpeakerRecognizer"]
 
 
 def load_run_recipe(run_dir: str | os.PathLike[str]) -> Any:
@@ -45,6 +46,63 @@ def load_run(run_dir: str | os.PathLike[str], task: str, what: str) -> tuple[Any
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: no trained weights (training has not reached its first evaluation)")
     return recipe, load_weights(weights), json.loads((run_dir / "model.json").read_text())
+
+
+def stream_file_outputs(
+    path: str | os.PathLike[str],
+    extractor: FeatureExtractor,
+    model: torch.nn.Module,
+    convert: Callable[[Tensor], np.ndarray],
+    *,
+    block_seconds: float = 30.0,
+    on_audio: Callable[[Tensor], None] | None = None,
+    on_block: Callable[[float], None] | None = None,
+) -> tuple[np.ndarray, float]:
+    """Run a ``cmvn -> encoder -> head`` model with ``stream()`` over an audio file of any length.
+
+    The file is read ``block_seconds`` at a time (resampled to the extractor's rate), features
+    are computed by a :class:`~speechattn.audio.StreamingFeatureExtractor` and the model's
+    stream turns them into logits as soon as its look-ahead allows, so memory is bounded by a
+    block plus what ``convert`` keeps: it maps each chunk's (frames', outputs) logits to a
+    (frames', K) array, and the arrays are concatenated. Call under ``torch.inference_mode()``.
+
+    Args:
+        on_audio: called with every (samples,) block (e.g. a waveform envelope for plots).
+        on_block: called with the seconds of each block read (progress).
+
+    Returns:
+        ((T', K) outputs, duration in seconds).
+
+    Raises:
+        AudioError: the file is missing, unreadable, empty or corrupt.
+    """
+    rate = int(extractor.config.sample_rate)
+    features = StreamingFeatureExtractor(extractor)
+    stream = model.stream()
+    parts: list[np.ndarray] = []
+    samples = 0
+
+    def run(feats: Tensor | None) -> None:
+        logits = stream.push(feats[None]) if feats is not None else stream.flush()
+        if logits.shape[1]:
+            parts.append(convert(logits[0]))
+
+    for block in iter_audio_blocks(path, rate, block_seconds):
+        samples += block.numel()
+        if on_audio is not None:
+            on_audio(block)
+        feats = features.push(block)
+        if feats.shape[0]:
+            run(feats)
+        if on_block is not None:
+            on_block(block.numel() / rate)
+    feats = features.flush()
+    if feats.shape[0]:
+        run(feats)
+    run(None)
+    if not parts:
+        return np.zeros((0, 0), dtype=np.float32), samples / rate
+    return np.concatenate(parts), samples / rate
 
 
 class SpeakerRecognizer:

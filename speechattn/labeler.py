@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from speechattn.audio import FeatureExtractor, StreamingFeatureExtractor, audio_info, iter_audio_blocks
+from speechattn.audio import FeatureExtractor, audio_info
 from speechattn.data.labels import FrameGrid, Segment
+from speechattn.inference import stream_file_outputs
 from speechattn.models.labeler import FrameLabeler
 from speechattn.postprocess import decode
 
@@ -151,36 +152,19 @@ class Labeler:
     ) -> tuple[np.ndarray, float, np.ndarray | None]:
         """(T', K) posteriors, duration in seconds and the optional (P, 2) waveform envelope of a
         file, streamed block by block. ``on_block(seconds)`` is called after each block (progress)."""
-        info = audio_info(path)
-        blocks = iter_audio_blocks(path, self.sample_rate, self.block_seconds)
-        expected = math.ceil(info.num_frames * self.sample_rate / info.sample_rate)
-        envelope = _Envelope(expected // envelope_points) if envelope_points > 0 else None
-        features = StreamingFeatureExtractor(self.extractor)
-        stream = self.model.stream()
-        parts: list[np.ndarray] = []
-        samples = 0
-
-        def run(feats: Tensor | None) -> None:
-            logits = stream.push(feats[None]) if feats is not None else stream.flush()
-            if logits.shape[1]:
-                parts.append(self.model.posteriors(logits[0]).numpy())
-
+        envelope = None
+        if envelope_points > 0:
+            info = audio_info(path)
+            expected = math.ceil(info.num_frames * self.sample_rate / info.sample_rate)
+            envelope = _Envelope(expected // envelope_points)
         with self._precision():
-            for block in blocks:
-                samples += block.numel()
-                if envelope is not None:
-                    envelope.push(block.numpy())
-                feats = features.push(block)
-                if feats.shape[0]:
-                    run(feats)
-                if on_block is not None:
-                    on_block(block.numel() / self.sample_rate)
-            feats = features.flush()
-            if feats.shape[0]:
-                run(feats)
-            run(None)
-        post = np.concatenate(parts) if parts else np.zeros((0, len(self.classes)), dtype=np.float32)
-        return post, samples / self.sample_rate, None if envelope is None else envelope.result()
+            post, duration = stream_file_outputs(
+                path, self.extractor, self.model, lambda logits: self.model.posteriors(logits).numpy(),
+                block_seconds=self.block_seconds, on_block=on_block,
+                on_audio=None if envelope is None else (lambda block: envelope.push(block.numpy())))
+        if post.shape[0] == 0:
+            post = np.zeros((0, len(self.classes)), dtype=np.float32)
+        return post, duration, None if envelope is None else envelope.result()
 
     def label_file(
         self,

@@ -19,10 +19,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
-__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "BatchReport", "expand_inputs"]
+__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "BatchReport", "expand_inputs", "file_progress", "unique_name"]
 
 #: Audio file suffixes picked up in folders and accepted as arguments (case-insensitive).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".sph")
@@ -302,3 +303,28 @@ class BatchReport:
 
     def __repr__(self) -> str:
         return f"BatchReport({self.summary()})"
+
+
+def unique_name(stem: str, used: set[str]) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``... if already in ``used`` (which it is added to): one
+    output file per input even when inputs from different folders share a name."""
+    name, i = stem, 2
+    while name in used:
+        name, i = f"{stem}-{i}", i + 1
+    used.add(name)
+    return name
+
+
+def file_progress(path: Path, show: bool) -> Any:
+    """A tqdm bar over the seconds of audio in ``path`` (update it with seconds processed).
+
+    Raises:
+        AudioError: the file cannot be opened.
+    """
+    from tqdm import tqdm
+
+    from speechattn.audio import audio_info
+
+    duration = audio_info(path).duration
+    return tqdm(total=round(duration, 1), desc=path.name, unit="s", leave=False, disable=not show,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")

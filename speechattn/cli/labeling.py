@@ -14,22 +14,13 @@ from typing import Any, TextIO
 
 import click
 
-from speechattn.cli.inputs import BatchReport, expand_inputs
+from speechattn.cli.inputs import BatchReport, expand_inputs, file_progress, unique_name
 
 __all__ = ["label", "FORMATS"]
 
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 #: Output formats and their file suffixes.
 FORMATS = {"rttm": ".rttm", "json": ".json", "tsv": ".tsv", "textgrid": ".TextGrid"}
-
-
-
-def _unique_name(stem: str, used: set[str]) -> str:
-    name, i = stem, 2
-    while name in used:
-        name, i = f"{stem}-{i}", i + 1
-    used.add(name)
-    return name
 
 
 def _json_record(path: Path, result: Any) -> dict[str, Any]:
@@ -86,9 +77,7 @@ def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: P
     """Label the frames of audio files."""
     import sys
 
-    from tqdm import tqdm
-
-    from speechattn.audio import AudioError, audio_info
+    from speechattn.audio import AudioError
     from speechattn.labeler import Labeler, plot_labels
 
     if out_dir is None and (fmt == "textgrid" or plot):
@@ -102,12 +91,9 @@ def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: P
     used: set[str] = set()
     show = sys.stderr.isatty() if progress is None else progress
     for path in paths:
-        name = _unique_name(path.stem, used)
+        name = unique_name(path.stem, used)
         try:
-            duration = audio_info(path).duration
-            with tqdm(total=round(duration, 1), desc=path.name, unit="s", leave=False, disable=not show,
-                      bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"
-                      ) as bar:
+            with file_progress(path, show) as bar:
                 result = labeler.label_file(path, envelope_points=4000 if plot else 0, on_block=bar.update)
         except (AudioError, ValueError, OSError) as exc:
             report.fail(path, exc)

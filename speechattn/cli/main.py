@@ -51,11 +51,12 @@ TASK_COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("speechattn.cli.speaker:embed", "Write speaker embeddings of audio files."),
     "verify": ("speechattn.cli.speaker:verify", "Score whether two recordings share a speaker."),
     "identify": ("speechattn.cli.speaker:identify", "Name the enrolled speaker of each recording."),
-    "evaluate": ("speechattn.cli.speaker:evaluate", "Evaluate a trained run on a data dir."),
     # --- frame-labeling task (speechattn/cli/labeling.py): ---
     "label": ("speechattn.cli.labeling:label", "Label the frames of audio files."),
     # --- CTC task: ---
     # "transcribe": ("speechattn.cli.ctc:transcribe", "Transcribe audio files."),
+    # --- every task (speechattn/cli/evaluate.py): ---
+    "evaluate": ("speechattn.cli.evaluate:evaluate", "Evaluate a trained run on a data dir."),
 }
 
 

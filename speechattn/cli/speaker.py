@@ -1,4 +1,4 @@
-"""Speaker commands: ``embed``, ``verify``, ``identify``, ``evaluate``.
+"""Speaker commands: ``embed``, ``verify``, ``identify``.
 
 Inputs are audio files, folders (searched recursively) or list files. A file that cannot be
 read is reported on stderr with its reason and the others go on; the exit status is 1 when any
@@ -16,7 +16,7 @@ import click
 
 from speechattn.cli.inputs import BatchReport, expand_inputs
 
-__all__ = ["embed", "verify", "identify", "evaluate"]
+__all__ = ["embed", "verify", "identify"]
 
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -153,32 +153,6 @@ def identify(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], enroll:
     click.echo(f"{report.summary()}; enrolled {len(names)} speakers from {enrol_report.num_ok} files"
                f"{f' ({enrol_report.num_failed} failed)' if enrol_report.num_failed else ''}", err=True)
     ctx.exit(max(report.exit_code, enrol_report.exit_code))
-
-
-@click.command()
-@click.argument("run_dir", type=RUN_DIR)
-@click.option("--data", "data_ref", required=True,
-              help="Data to score: Kaldi dir, CSV/JSONL manifest, or CORPUS:SPLIT (paths relative to the data root).")
-@click.option("--trials", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Trial list (enroll_id test_id target|nontarget); default: all pairs of the data.")
-@click.option("--cohort", "cohort_ref", default=None, help="Data whose speaker means form the AS-Norm cohort.")
-@click.option("--det", type=click.Path(dir_okay=False, path_type=Path), help="Write a DET-curve PNG here.")
-@click.option("--data-root", default=None, help="Data root (default: SPEECHATTN_DATA or ./data).")
-def evaluate(run_dir: Path, data_ref: str, trials: Path | None, cohort_ref: str | None, det: Path | None,
-             data_root: str | None) -> None:
-    """Evaluate a trained run on a data dir."""
-    from speechattn.inference import load_run_recipe
-    from speechattn.tasks.speaker import evaluate_run
-
-    if load_run_recipe(run_dir).task == "frame_labels":  # audio + RTTM/TextGrid labels: frame metrics
-        from speechattn.tasks.labeling import evaluate_run as evaluate_labels
-
-        if trials is not None or cohort_ref is not None or det is not None:
-            raise click.UsageError("--trials, --cohort and --det are for speaker runs")
-        click.echo(json.dumps(evaluate_labels(run_dir, data_ref, data_root=data_root), indent=2))
-        return
-    metrics = evaluate_run(run_dir, data_ref, trials=trials, cohort=cohort_ref, det_path=det, data_root=data_root)
-    click.echo(json.dumps(metrics, indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,7 +26,7 @@ from speechattn.audio import AudioError, FeatureExtractor, load_audio
 from speechattn.data.manifest import Manifest
 from speechattn.training.checkpoint import atomic_write
 
-__all__ = ["FeatureSet", "extract_features", "cache_dir"]
+__all__ = ["FeatureSet", "extract_features", "perturbed_features", "cache_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +121,30 @@ def extract_features(
         blob = {"feats": torch.cat(feats).contiguous(), "offsets": offsets, "meta": meta}
         atomic_write(path, lambda tmp: save_file(blob, tmp))
     return FeatureSet(Manifest(kept_utts), feats, failures)
+
+
+def perturbed_features(
+    manifest: Manifest, extractor: FeatureExtractor, speeds: list[float], progress: bool | None = None
+) -> FeatureSet:
+    """Features of every utterance at each speed factor (each cached), as one set.
+
+    Copies at a speed other than 1 get the id ``ID-spF`` and the speaker ``SPEAKER-spF`` (a
+    perturbed voice counts as another speaker), with ``extra["speed"] = F``.
+    """
+    import dataclasses as dc
+
+    sets = []
+    for speed in speeds:
+        fs = extract_features(manifest, extractor, desc=f"train features (speed {speed:g})", progress=progress,
+                              speed=speed)
+        if speed != 1.0:
+            fs = FeatureSet(
+                Manifest([dc.replace(u, id=f"{u.id}-sp{speed:g}",
+                                     speaker=None if u.speaker is None else f"{u.speaker}-sp{speed:g}",
+                                     extra={**u.extra, "speed": speed}) for u in fs.manifest]),
+                fs.feats, fs.failures)
+        sets.append(fs)
+    if len(sets) == 1:
+        return sets[0]
+    return FeatureSet(Manifest([u for fs in sets for u in fs.manifest]), [f for fs in sets for f in fs.feats],
+                      {k: v for fs in sets for k, v in fs.failures.items()})

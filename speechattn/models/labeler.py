@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from speechattn.audio.cmvn import GlobalCMVN
 from speechattn.nn.encoder import TruncatedEncoder
 
-__all__ = ["FrameLabeler", "LabelerStream", "MODES"]
+__all__ = ["FrameLabeler", "FrameHeadStream", "LabelerStream", "MODES"]
 
 MODES = ("single", "multi")
 
@@ -89,17 +89,18 @@ class FrameLabeler(nn.Module):
             return logits.softmax(-1)[..., 1:]
         return logits.sigmoid()
 
-    def stream(self) -> "LabelerStream":
+    def stream(self) -> "FrameHeadStream":
         """A streaming session (call in eval mode)."""
-        return LabelerStream(self)
+        return FrameHeadStream(self)
 
 
-class LabelerStream:
-    """Chunk-by-chunk logits of a :class:`FrameLabeler`: ``push`` (batch, frames, input_dim) raw
-    features, get the (batch, frames', num_outputs) logits that became computable; ``flush`` at
-    the end. Concatenated they equal the offline ``model(features)[0]`` up to float rounding."""
+class FrameHeadStream:
+    """Chunk-by-chunk logits of a ``cmvn -> encoder -> head`` model (:class:`FrameLabeler`,
+    :class:`~speechattn.models.ctc.CTCModel`): ``push`` (batch, frames, input_dim) raw features,
+    get the (batch, frames', num_outputs) logits that became computable; ``flush`` at the end.
+    Concatenated they equal the offline ``model(features)[0]`` up to float rounding."""
 
-    def __init__(self, model: FrameLabeler) -> None:
+    def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.encoder_stream = model.encoder.stream()
 
@@ -113,3 +114,7 @@ class LabelerStream:
 
     def flush(self) -> Tensor:
         return self.model.head(self.encoder_stream.flush())
+
+
+#: The frame labeler's stream (the same class serves every ``cmvn -> encoder -> head`` model).
+LabelerStream = FrameHeadStream

@@ -10,19 +10,26 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["RECIPES", "train_recipe", "load_task_recipe", "choose_run_dir"]
+__all__ = ["RECIPES", "recipe_class", "train_recipe", "load_task_recipe", "choose_run_dir"]
 
 log = logging.getLogger(__name__)
 
 
-def _recipe_classes() -> dict[str, type]:
-    from speechattn.tasks.labeling import LabelRecipe
-    from speechattn.tasks.speaker import SpeakerRecipe
+#: task name -> "module:recipe class"; a recipe imports only its own task's code.
+_RECIPE_CLASSES = {
+    "speaker": "speechattn.tasks.speaker:SpeakerRecipe",
+    "frame_labels": "speechattn.tasks.labeling:LabelRecipe",
+}
 
-    return {"speaker": SpeakerRecipe, "frame_labels": LabelRecipe}
+RECIPES = tuple(_RECIPE_CLASSES)
 
 
-RECIPES = ("speaker", "frame_labels")
+def recipe_class(task: str) -> type:
+    """The recipe dataclass of ``task`` (a key of :data:`RECIPES`)."""
+    import importlib
+
+    module, _, name = _RECIPE_CLASSES[task].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def load_task_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Any:
@@ -37,10 +44,10 @@ def load_task_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Any:
     except yaml.YAMLError:
         raw = None  # load_recipe reports the syntax error with its line
     task = raw.get("task", "speaker") if isinstance(raw, dict) else "speaker"
-    classes = _recipe_classes()
-    if task not in classes:
-        raise ConfigError(f"'task' must be one of {sorted(classes)}, got {task!r}", source=str(path), key="task")
-    return load_recipe(classes[task], path, overrides)
+    if task not in _RECIPE_CLASSES:
+        raise ConfigError(f"'task' must be one of {sorted(_RECIPE_CLASSES)}, got {task!r}", source=str(path),
+                          key="task")
+    return load_recipe(recipe_class(task), path, overrides)
 
 
 def choose_run_dir(recipe_path: str | Path, run_dir: str | Path | None, resume: bool) -> Path:

@@ -10,7 +10,6 @@ in training, otherwise enrolment with half of each dev speaker's utterances).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 from speechattn.audio import FeatureConfig, FeatureExtractor
 from speechattn.data.augment import AugmentConfig, mix_noise, random_crops, spec_augment
 from speechattn.data.batching import length_batches
-from speechattn.data.featcache import FeatureSet, extract_features
+from speechattn.data.featcache import extract_features, perturbed_features
 from speechattn.data.manifest import Manifest, Utterance
 from speechattn.data.splits import resolve_manifest
 from speechattn.metrics import (
@@ -204,7 +203,7 @@ class SpeakerTask:
             missing = [u.id for u in m if u.speaker is None]
             if missing:
                 raise ValueError(f"{name} data has no speaker labels (first: {missing[0]}); speaker recipes need utt2spk")
-        self.train_set = self._train_features(train_manifest, cfg.speed_perturb, progress)
+        self.train_set = perturbed_features(train_manifest, self.extractor, cfg.speed_perturb, progress)
         self.dev_set = extract_features(dev_manifest, self.extractor, desc="dev features", progress=progress)
         for name, fs in (("train", self.train_set), ("dev", self.dev_set)):
             if fs.failures:
@@ -235,23 +234,6 @@ class SpeakerTask:
         self.last_eval: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- data
-    def _train_features(self, manifest: Manifest, speeds: list[float], progress: bool | None) -> FeatureSet:
-        """Training features for each speed factor; perturbed speakers become new classes."""
-        sets = []
-        for speed in speeds:
-            fs = extract_features(manifest, self.extractor, desc=f"train features (speed {speed:g})",
-                                  progress=progress, speed=speed)
-            if speed != 1.0:
-                fs = FeatureSet(
-                    Manifest([dataclasses.replace(u, id=f"{u.id}-sp{speed:g}", speaker=f"{u.speaker}-sp{speed:g}",
-                                                  extra={**u.extra, "speed": speed}) for u in fs.manifest]),
-                    fs.feats, fs.failures)
-            sets.append(fs)
-        if len(sets) == 1:
-            return sets[0]
-        return FeatureSet(Manifest([u for fs in sets for u in fs.manifest]), [f for fs in sets for f in fs.feats],
-                          {k: v for fs in sets for k, v in fs.failures.items()})
-
     def _load_noise(self, reference: str | None, progress: bool | None) -> Tensor | None:
         if reference is None or self.recipe.augment.noise_prob == 0:
             return None

@@ -1,0 +1,62 @@
+"""``evaluate``: score a trained run of any task on a data dir.
+
+- speaker runs: verification EER / minDCF (all pairs or ``--trials``), optional AS-Norm cohort,
+  DET plot;
+- frame-labeling runs: audio + RTTM/TextGrid labels, frame precision / recall / F1 and
+  detection error rate;
+- CTC runs: transcribed data, phone or character error rate (and word error rate).
+
+The metrics are printed as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+__all__ = ["evaluate"]
+
+RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+_SPEAKER_ONLY = ("trials", "cohort_ref", "det")
+
+
+@click.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("--data", "data_ref", required=True,
+              help="Data to score: Kaldi dir, CSV/JSONL manifest, audio + label files, or CORPUS:SPLIT "
+                   "(paths relative to the data root).")
+@click.option("--trials", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Speaker runs: trial list (enroll_id test_id target|nontarget); default: all pairs.")
+@click.option("--cohort", "cohort_ref", default=None, help="Speaker runs: data whose speaker means form the AS-Norm cohort.")
+@click.option("--det", type=click.Path(dir_okay=False, path_type=Path), help="Speaker runs: write a DET-curve PNG here.")
+@click.option("--beam", type=click.IntRange(min=1), default=None, help="CTC runs: beam (1: greedy); default: the recipe's.")
+@click.option("--data-root", default=None, help="Data root (default: SPEECHATTN_DATA or ./data).")
+def evaluate(run_dir: Path, data_ref: str, trials: Path | None, cohort_ref: str | None, det: Path | None,
+             beam: int | None, data_root: str | None) -> None:
+    """Evaluate a trained run on a data dir."""
+    from speechattn.inference import load_run_recipe
+
+    task = load_run_recipe(run_dir).task
+    speaker_options = {"--trials": trials, "--cohort": cohort_ref, "--det": det}
+    if task != "speaker":
+        given = [name for name, value in speaker_options.items() if value is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: only for speaker runs (this is a {task!r} run)")
+    if task != "ctc" and beam is not None:
+        raise click.UsageError(f"--beam: only for ctc runs (this is a {task!r} run)")
+    if task == "frame_labels":
+        from speechattn.tasks.labeling import evaluate_run as evaluate_labels
+
+        metrics = evaluate_labels(run_dir, data_ref, data_root=data_root)
+    elif task == "ctc":
+        from speechattn.tasks.ctc import evaluate_run as evaluate_ctc
+
+        metrics = evaluate_ctc(run_dir, data_ref, data_root=data_root, beam=beam)
+    else:
+        from speechattn.tasks.speaker import evaluate_run as evaluate_speaker
+
+        metrics = evaluate_speaker(run_dir, data_ref, trials=trials, cohort=cohort_ref, det_path=det,
+                                   data_root=data_root)
+    click.echo(json.dumps(metrics, indent=2))
