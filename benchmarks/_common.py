@@ -25,7 +25,17 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss)."""
+    """Peak resident set size of this process so far: ``VmHWM`` from /proc/self/status.
+
+    Not ``ru_maxrss`` where VmHWM exists: on Linux a child's ru_maxrss starts at its parent's RSS
+    at fork time, so a benchmark worker spawned by a big parent would read too high."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -1,6 +1,6 @@
 """Encoder real-time factor, offline and streaming, with whole-process peak RSS.
 
-Scenarios (each in a fresh process, so "peak RSS" is that whole process's ru_maxrss):
+Scenarios (each in a fresh process, so "peak RSS" is that whole process's VmHWM):
 
 - ``offline``: one forward pass over the features of the whole input (random log-mel-like
   features, 100 frames per second).
