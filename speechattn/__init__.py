@@ -35,7 +35,9 @@ _EXPORTS = {
     "EncoderStream": "speechattn.nn.streaming",
     "SpeakerRecognizer": "speechattn.inference",
     "Labeler": "speechattn.labeler",
+    "Transcriber": "speechattn.transcriber",
     "FrameLabeler": "speechattn.models.labeler",
+    "CTCModel": "speechattn.models.ctc",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -52,7 +54,9 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from speechattn.inference import SpeakerRecognizer
     from speechattn.labeler import Labeler
+    from speechattn.models.ctc import CTCModel
     from speechattn.models.labeler import FrameLabeler
+    from speechattn.transcriber import Transcriber
     from speechattn.nn.attention import truncated_attention
     from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
     from speechattn.nn.multihead import MultiHeadSelfAttention

@@ -53,8 +53,8 @@ TASK_COMMANDS: dict[str, tuple[str, str]] = {
     "identify": ("speechattn.cli.speaker:identify", "Name the enrolled speaker of each recording."),
     # --- frame-labeling task (speechattn/cli/labeling.py): ---
     "label": ("speechattn.cli.labeling:label", "Label the frames of audio files."),
-    # --- CTC task: ---
-    # "transcribe": ("speechattn.cli.ctc:transcribe", "Transcribe audio files."),
+    # --- CTC task (speechattn/cli/ctc.py): ---
+    "transcribe": ("speechattn.cli.ctc:transcribe", "Transcribe audio files."),
     # --- every task (speechattn/cli/evaluate.py): ---
     "evaluate": ("speechattn.cli.evaluate:evaluate", "Evaluate a trained run on a data dir."),
 }

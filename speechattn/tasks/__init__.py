@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 _RECIPE_CLASSES = {
     "speaker": "speechattn.tasks.speaker:SpeakerRecipe",
     "frame_labels": "speechattn.tasks.labeling:LabelRecipe",
+    "ctc": "speechattn.tasks.ctc:CTCRecipe",
 }
 
 RECIPES = tuple(_RECIPE_CLASSES)
@@ -95,6 +96,10 @@ def train_recipe(
         from speechattn.tasks.labeling import LabelTask
 
         task = LabelTask(recipe, progress=progress)
+    elif recipe.task == "ctc":
+        from speechattn.tasks.ctc import CTCTask
+
+        task = CTCTask(recipe, progress=progress)
     else:  # pragma: no cover - guarded by load_task_recipe
         raise ValueError(f"unknown task {recipe.task!r}")
     log.info("training %s in %s", recipe_path, out)

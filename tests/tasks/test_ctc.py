@@ -1,0 +1,159 @@
+"""The CTC task end to end on real speechocean762 audio: recipe validation, tokenization with
+skipped utterances, a tiny training run, its artifacts, and the Transcriber on files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from speechattn.config import ConfigError
+from speechattn.tasks import load_task_recipe
+from speechattn.tasks.ctc import CTCDataConfig, CTCRecipe, score_transcripts
+from speechattn.text import CharTokenizer, Lexicon, PhoneTokenizer, tokenizer_from_dict
+from tests.ctc_support import RECIPE, tiny_ctc_run
+
+
+def test_recipe_loads_as_ctc_with_phones_by_default():
+    recipe = load_task_recipe(RECIPE)
+    assert isinstance(recipe, CTCRecipe)
+    assert recipe.data.tokens == "phones" and recipe.data.strip_stress
+    assert recipe.model.encoder.subsampling == 4
+
+
+def test_recipe_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RECIPE.read_text().replace("strip_stress: true", "strip_stres: true"))
+    with pytest.raises(ConfigError, match="strip_stres"):
+        load_task_recipe(bad)
+    with pytest.raises(ConfigError, match="tokens"):
+        load_task_recipe(RECIPE, ["data.tokens=words"])
+    with pytest.raises(ValueError, match="lexicon"):
+        CTCDataConfig(tokens="phones", lexicon=None)
+
+
+def test_score_transcripts_phones_and_chars():
+    lex_phones = PhoneTokenizer(["AH", "B", "K"], None)
+    ab = [lex_phones.tokens.index("AH"), lex_phones.tokens.index("B")]
+    k = lex_phones.tokens.index("K")
+    m = score_transcripts(lex_phones, [ab, ab], [ab, [ab[0], k, ab[1], k]])
+    assert m["per"] == pytest.approx(2 / 4)  # two insertions over four reference phones
+    assert "wer" not in m
+    chars = CharTokenizer.build(["AB C"])
+    ref = chars.encode("AB C")
+    m = score_transcripts(chars, [ref], [chars.encode("AB")])
+    assert m["cer"] == pytest.approx(1 / 3)  # the boundary is not a character
+    assert m["wer"] == pytest.approx(1 / 2)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, speechocean_dir):
+    return tiny_ctc_run(tmp_path_factory)
+
+
+def test_tiny_run_writes_a_loadable_model(run, speechocean_dir):
+    run_dir, summary = run
+    assert summary["metric"] == "per" and summary["epochs"] == 2
+    assert 0.0 <= summary["dev"]["per"] and math.isfinite(summary["dev"]["per"])
+    info = json.loads((run_dir / "model.json").read_text())
+    assert info["task"] == "ctc" and info["tokenizer"]["kind"] == "phones"
+    lexicon = Lexicon.read(speechocean_dir / "lexicon.txt", strip_stress=True)
+    tokenizer = tokenizer_from_dict(info["tokenizer"])
+    assert tokenizer.tokens[0] == "<blank>" and set(tokenizer.tokens[1:]) == set(lexicon.phones)
+    assert len(lexicon.phones) == 39  # ARPAbet without stress
+    assert info["grid"]["hop"] == pytest.approx(0.04)
+    assert (run_dir / "log.csv").read_text().count("\n") >= 3  # header + 2 epochs
+
+
+def test_transcriber_streams_a_file_like_the_offline_path(run, speechocean_dir):
+    from speechattn.audio import load_audio
+    from speechattn.transcriber import Transcriber
+
+    run_dir, _ = run
+    model = Transcriber.from_run(run_dir)
+    path = speechocean_dir / "audio" / "SPEAKER0001" / "000010011.ogg"
+    model.block_seconds = 0.7  # many blocks: the stream must stitch them exactly
+    streamed, duration = model.log_probs_file(path)
+    wave, rate = load_audio(path)
+    with model.precision():
+        feats, frames = model.extractor(wave[None])
+        logits, lengths = model.model(feats, frames)
+    offline = logits[0, : int(lengths[0])].float().log_softmax(-1).numpy()
+    assert duration == pytest.approx(wave.numel() / rate)
+    assert streamed.shape == offline.shape
+    np.testing.assert_allclose(streamed, offline, atol=2e-4)
+    result = model.transcribe_file(path)
+    assert result.text == model.transcribe_waveform(wave, rate).text
+    assert len(result.tokens) == len(result.text.split())
+    for tok in result.tokens:
+        assert 0.0 <= tok.start <= tok.end <= duration + 1e-6
+    starts = [t.start for t in result.tokens]
+    assert starts == sorted(starts)
+
+
+def test_transcriber_resamples_other_rates(run, speechocean_dir):
+    import torchaudio
+
+    from speechattn.audio import load_audio
+    from speechattn.transcriber import Transcriber
+
+    model = Transcriber.from_run(run[0])
+    wave, rate = load_audio(speechocean_dir / "audio" / "SPEAKER0001" / "000010035.ogg")
+    at_8k = torchaudio.functional.resample(wave, rate, 8000)
+    a = model.transcribe_waveform(wave, rate)
+    b = model.transcribe_waveform(at_8k, 8000)
+    assert b.duration == pytest.approx(a.duration, abs=1e-3)
+    with pytest.raises(ValueError, match="mono"):
+        model.transcribe_waveform(wave[None], rate)
+
+
+def test_words_missing_from_the_lexicon_are_skipped_and_counted(tmp_path, speechocean_dir, caplog):
+    from speechattn.tasks import train_recipe
+    from tests.ctc_support import TINY_CTC, small_kaldi_dir
+
+    data = small_kaldi_dir(speechocean_dir, "train", tmp_path / "train", 40, {0: "ZZYZX WORDS", 1: "QWERTY"})
+    overrides = [o for o in TINY_CTC if not o.startswith("data.max_train")] + [
+        f"data.train={data}", "train.max_epochs=1"]
+    with caplog.at_level("WARNING"):
+        summary = train_recipe(RECIPE, overrides, run_dir=tmp_path / "run", progress=False)
+    info = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert info["skipped_utterances"]["train"] == 2
+    assert info["train_utterances"] <= 38
+    assert "skipped 2 of 40" in caplog.text and "ZZYZX" in caplog.text and "QWERTY" in caplog.text
+    assert math.isfinite(summary["best"])
+
+
+def test_char_tokens_report_cer_and_wer(tmp_path_factory, speechocean_dir):
+    run_dir, summary = tiny_ctc_run(tmp_path_factory, ("data.tokens=chars",))
+    assert summary["metric"] == "cer"
+    assert {"cer", "wer"} <= set(summary["dev"])
+    info = json.loads((run_dir / "model.json").read_text())
+    assert info["tokenizer"]["kind"] == "chars"
+    from speechattn.transcriber import Transcriber
+
+    model = Transcriber.from_run(run_dir)
+    result = model.transcribe_file(speechocean_dir / "audio" / "SPEAKER0001" / "000010011.ogg")
+    assert result.text.split() == [w.token for w in result.words]
+    assert "|" not in result.text
+
+
+def test_ctc_gradients_flow_through_the_model():
+    from speechattn.models.ctc import CTCModel
+    from speechattn.nn.encoder import TruncatedEncoder
+
+    torch.manual_seed(0)
+    model = CTCModel(TruncatedEncoder(input_dim=20, d_model=16, num_heads=2, num_layers=1, ffn_dim=32,
+                                      subsampling=4, subsampling_channels=4), vocab_size=5)
+    x = torch.randn(2, 120, 20)
+    lengths = torch.tensor([120, 80])
+    logits, out = model(x, lengths)
+    assert logits.shape[:2] == (2, int(out.max())) and logits.shape[2] == 5
+    loss = torch.nn.functional.ctc_loss(logits.log_softmax(-1).transpose(0, 1), torch.tensor([1, 2, 3, 1, 2]),
+                                        out, torch.tensor([3, 2]))
+    loss.backward()
+    assert all(p.grad is not None for p in model.encoder.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="vocab_size"):
+        CTCModel(model.encoder, vocab_size=1)
