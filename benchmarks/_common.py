@@ -127,3 +127,50 @@ def write_json(name: str, payload: dict[str, Any], path: str | None = None) -> P
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")
     return out
+
+
+def logged_worker(log_path: Path, work: Callable[[], dict[str, Any]]) -> None:
+    """Run ``work()`` in this (worker) process with everything it prints going to ``log_path``;
+    its result goes to the real stdout as one JSON line for the parent. On an exception the
+    traceback goes to the log, one line ``Error: message (see LOG)`` to the real stderr, and the
+    process exits with status 1."""
+    import logging
+    import traceback
+
+    real_out, real_err = os.dup(1), os.dup(2)
+    with open(log_path, "w") as log_file:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        try:
+            result = work()
+        except Exception as exc:  # noqa: BLE001 - reported to the parent in one line
+            traceback.print_exc()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.write(real_err, f"{type(exc).__name__}: {exc} (see {log_path})\n".encode())
+            os._exit(1)
+        result["log"] = str(log_path)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os.write(real_out, (json.dumps(result) + "\n").encode())
+
+
+def smoke_run(recipe: Path, overrides: list[str], out: Path) -> Path:
+    """A tiny run of ``recipe`` with ``overrides`` for a benchmark's smoke check, trained once
+    under ``out`` by the command line and trained again only when the recipe or overrides change."""
+    import hashlib
+
+    key = hashlib.sha1((recipe.read_text() + "\n".join(overrides)).encode()).hexdigest()[:10]
+    run_dir = out / f"smoke_run-{key}"
+    if (run_dir / "model.safetensors").exists():
+        return run_dir
+    cmd = [sys.executable, "-m", "speechattn.cli.main", "train", str(recipe), "--run-dir", str(run_dir)]
+    for s in overrides:
+        cmd += ["--set", s]
+    print("training a tiny model for the smoke check ...", file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return run_dir

@@ -45,14 +45,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +60,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import environment, print_table, run_isolated, write_json  # noqa: E402
+from _common import environment, logged_worker, print_table, run_isolated, write_json  # noqa: E402
 
 MODELS = ("truncated", "conformer")
 REPO = Path(__file__).resolve().parent.parent
@@ -293,27 +291,7 @@ def run_train_worker(model: str, args: argparse.Namespace, started: float) -> No
         else:
             sys.exit(f"{run_dir} exists and was not written by this benchmark; choose another --out-dir")
     run_dir.mkdir(parents=True)
-    log_path = run_dir / LOG_NAME
-    real_out, real_err = os.dup(1), os.dup(2)
-    with open(log_path, "w") as log_file:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(log_file.fileno(), 1)
-        os.dup2(log_file.fileno(), 2)
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        try:
-            result = train_worker(model, args, started)
-        except Exception as exc:  # noqa: BLE001 - reported to the parent in one line
-            traceback.print_exc()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.write(real_err, f"{type(exc).__name__}: {exc} (see {log_path})\n".encode())
-            os._exit(1)
-        result["log"] = str(log_path)
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os.write(real_out, (json.dumps(result) + "\n").encode())
+    logged_worker(run_dir / LOG_NAME, lambda: train_worker(model, args, started))
 
 
 # --------------------------------------------------------------------------- decoding speed

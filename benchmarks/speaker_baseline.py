@@ -33,13 +33,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import logging
 import os
 import statistics
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import environment, print_table, run_isolated, write_json  # noqa: E402
+from _common import environment, logged_worker, print_table, run_isolated, write_json  # noqa: E402
 
 MODELS = ("truncated", "ecapa")
 REPO = Path(__file__).resolve().parent.parent
@@ -186,27 +184,7 @@ def run_train_worker(model: str, args: argparse.Namespace) -> None:
     the one JSON line for the parent goes to the real stdout (a one-line error to stderr)."""
     run_dir = Path(args.out_dir) / model
     run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir / "train.log"
-    real_out, real_err = os.dup(1), os.dup(2)
-    with open(log_path, "w") as log_file:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(log_file.fileno(), 1)
-        os.dup2(log_file.fileno(), 2)
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        try:
-            result = train_worker(model, args)
-        except Exception as exc:  # noqa: BLE001 - reported to the parent in one line
-            traceback.print_exc()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.write(real_err, f"{type(exc).__name__}: {exc} (see {log_path})\n".encode())
-            os._exit(1)
-        result["log"] = str(log_path)
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os.write(real_out, (json.dumps(result) + "\n").encode())
+    logged_worker(run_dir / "train.log", lambda: train_worker(model, args))
 
 
 def measure_speed(models: list[str], args: argparse.Namespace) -> dict[str, Any]:

@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import OUT_DIR, environment, print_table, write_json  # noqa: E402
+from _common import smoke_run as common_smoke_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 #: --smoke: a tiny model trained for a few seconds on a tiny subset.
@@ -255,18 +256,8 @@ def parse_output(path: Path, fmt: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- driver
 
 def smoke_run(out: Path) -> Path:
-    """Train a tiny CTC model for the smoke check (again when the recipe changes)."""
-    recipe = REPO / "recipes" / "asr.yaml"
-    key = hashlib.sha1((recipe.read_text() + "\n".join(SMOKE_TRAIN)).encode()).hexdigest()[:10]
-    run_dir = out / f"smoke_run-{key}"
-    if (run_dir / "model.safetensors").exists():
-        return run_dir
-    cmd = [sys.executable, "-m", "speechattn.cli.main", "train", str(recipe), "--run-dir", str(run_dir)]
-    for s in SMOKE_TRAIN:
-        cmd += ["--set", s]
-    print("training a tiny model for the smoke check ...", file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return run_dir
+    """A tiny CTC model for the smoke check (trained again when the recipe changes)."""
+    return common_smoke_run(REPO / "recipes" / "asr.yaml", SMOKE_TRAIN, out)
 
 
 def main() -> None:

@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,7 +53,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import OUT_DIR, environment, print_table, run_isolated, write_json  # noqa: E402
+from _common import OUT_DIR, environment, peak_rss_bytes, print_table, run_isolated, write_json  # noqa: E402
+from _common import smoke_run as common_smoke_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMS = ("ours", "silero", "webrtc")
@@ -241,39 +241,17 @@ def rss_worker(run_dir: str, path: str, threads: int) -> dict[str, Any]:
     start = time.perf_counter()
     result = labeler.label_file(path)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_rss_mb": _vm_hwm_mb(),
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_bytes() / 2**20,
             "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "segments": len(result.segments), "audio_seconds": result.duration}
-
-
-def _vm_hwm_mb() -> float:
-    """Peak RSS of this process's own memory (VmHWM). Not ru_maxrss: Linux carries the parent's
-    RSS at fork/exec time into the child's ru_maxrss, so a child of a big parent reads big."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --------------------------------------------------------------------------- driver
 
 def smoke_run(out: Path) -> Path:
-    """Train a tiny VAD model (tiny simulation) for the smoke check (again when the recipe changes)."""
-    import hashlib
-
-    recipe = REPO / "recipes" / "vad.yaml"
-    key = hashlib.sha1((recipe.read_text() + "\n".join(SMOKE_TRAIN)).encode()).hexdigest()[:10]
-    run_dir = out / f"smoke_run-{key}"
-    if (run_dir / "model.safetensors").exists():
-        return run_dir
-    cmd = [sys.executable, "-m", "speechattn.cli.main", "train", str(recipe),
-           "--run-dir", str(run_dir), "--set", f"data.simulate.out_dir={out / 'smoke_sim'}"]
-    for s in SMOKE_TRAIN:
-        cmd += ["--set", s]
-    print("training a tiny model for the smoke check ...", file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return run_dir
+    """A tiny VAD model (tiny simulation) for the smoke check (trained again when the recipe changes)."""
+    return common_smoke_run(REPO / "recipes" / "vad.yaml", [*SMOKE_TRAIN, f"data.simulate.out_dir={out / 'smoke_sim'}"],
+                            out)
 
 
 def main() -> None:
