@@ -1,8 +1,10 @@
 """The truncated self-attention encoder.
 
-features -> [subsampling] -> positional encoding -> N x [pre-LN truncated MHSA + feed-forward]
--> LayerNorm. Each layer has its own left/right context, so the total look-ahead is the sum of
-the layers' right contexts (times the subsampling factor, plus the convolution's span).
+features -> [subsampling] -> positional encoding -> N x [pre-LN truncated MHSA
+(+ optional convolution module) + feed-forward] -> LayerNorm. Each layer has its own left/right
+context, so the total look-ahead is the sum of the layers' right contexts (plus ``conv_kernel // 2``
+per layer with a convolution module), times the subsampling factor, plus the subsampling
+convolution's span.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from speechattn.nn.attention import truncated_attention
+from speechattn.nn.convolution import ConvModule
 from speechattn.nn.multihead import MultiHeadSelfAttention
 from speechattn.nn.positional import (
     POSITIONAL_KINDS,
@@ -41,6 +44,11 @@ class EncoderConfig:
 
     ``left_context`` / ``right_context`` are one value for every layer or a list with one
     value per layer; ``None`` means unlimited (full attention on that side).
+
+    ``conv_kernel`` adds a Conformer-style convolution module (:class:`ConvModule`, depthwise
+    kernel of that odd width >= 3) between the attention and the feed-forward of every layer;
+    ``0`` (the default) means no convolution module. Each convolution module adds
+    ``conv_kernel // 2`` frames (after subsampling) of look-ahead to streaming.
     """
 
     input_dim: int = 80
@@ -56,6 +64,7 @@ class EncoderConfig:
     max_len: int = 4096
     dropout: float = 0.1
     activation: str = "gelu"
+    conv_kernel: int = 0
 
     def __post_init__(self) -> None:
         for name in ("input_dim", "d_model", "num_heads", "num_layers", "ffn_dim", "subsampling_channels", "max_len"):
@@ -71,6 +80,9 @@ class EncoderConfig:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        k = self.conv_kernel
+        if isinstance(k, bool) or not isinstance(k, int) or (k != 0 and (k < 3 or k % 2 == 0)):
+            raise ValueError(f"conv_kernel must be 0 (no convolution) or an odd integer >= 3, got {k!r}")
         self.layer_contexts()  # validates the per-layer lists
 
     def layer_contexts(self) -> list[tuple[int | None, int | None]]:
@@ -107,7 +119,8 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Pre-LayerNorm block: ``x + MHSA(LN(x))`` then ``x + FFN(LN(x))``."""
+    """Pre-LayerNorm block: ``x + MHSA(LN(x))``, then ``x + Conv(x)`` when ``conv_kernel > 0``
+    (:class:`ConvModule`, which starts with its own LayerNorm), then ``x + FFN(LN(x))``."""
 
     def __init__(
         self,
@@ -119,17 +132,22 @@ class EncoderLayer(nn.Module):
         dropout: float = 0.1,
         rotary: bool = True,
         activation: str = "gelu",
+        conv_kernel: int = 0,
     ) -> None:
         super().__init__()
         self.attn_norm = nn.LayerNorm(d_model)
         self.attn = MultiHeadSelfAttention(d_model, num_heads, left_context, right_context, dropout, rotary=rotary)
         self.ffn_norm = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, ffn_dim, dropout, activation)
+        # No module (and no state_dict keys) without convolution: old checkpoints still load.
+        self.conv: ConvModule | None = ConvModule(d_model, conv_kernel, dropout) if conv_kernel else None
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """x: (batch, time, d_model) -> (batch, time, d_model)."""
-        if self.training or torch.is_grad_enabled():
+        if self.training or torch.is_grad_enabled() or self.conv is not None:
             x = x + self.attn(self.attn_norm(x), lengths)
+            if self.conv is not None:
+                x = x + self.conv(x, lengths)
             return x + self.ffn(self.ffn_norm(x))
         return self._infer(x, lengths)
 
@@ -157,8 +175,16 @@ class EncoderLayer(nn.Module):
         return y
 
     def finish(self, x: Tensor, attended: Tensor) -> Tensor:
-        """Residual + feed-forward after attention computed elsewhere (used by streaming)."""
+        """Residual + feed-forward after attention computed elsewhere (used by streaming of
+        layers without convolution module; a convolution needs future frames, see
+        :mod:`speechattn.nn.streaming`)."""
+        if self.conv is not None:
+            raise RuntimeError("finish() does not apply to a layer with a convolution module")
         x = x + attended
+        return self.feed_forward(x)
+
+    def feed_forward(self, x: Tensor) -> Tensor:
+        """The last residual sub-block: ``x + FFN(LN(x))``."""
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -179,6 +205,9 @@ class TruncatedEncoder(nn.Module):
         max_len: positions of the ``"learned"`` encoding.
         dropout: dropout rate.
         activation: feed-forward activation (``"gelu"``, ``"relu"``, ``"silu"``).
+        conv_kernel: width of the depthwise kernel of a Conformer-style convolution module in
+            every layer (odd, >= 3); ``0`` (default) for none. Adds ``conv_kernel // 2`` frames
+            of look-ahead per layer (times the subsampling factor).
 
     Cost and memory are linear in the number of frames when every layer's contexts are finite.
     """
@@ -198,13 +227,14 @@ class TruncatedEncoder(nn.Module):
         max_len: int = 4096,
         dropout: float = 0.1,
         activation: str = "gelu",
+        conv_kernel: int = 0,
     ) -> None:
         super().__init__()
         self.config = EncoderConfig(
             input_dim=input_dim, d_model=d_model, num_heads=num_heads, num_layers=num_layers, ffn_dim=ffn_dim,
             left_context=left_context, right_context=right_context, subsampling=subsampling,
             subsampling_channels=subsampling_channels, positional=positional, max_len=max_len,
-            dropout=dropout, activation=activation,
+            dropout=dropout, activation=activation, conv_kernel=conv_kernel,
         )
         self.input_dim = input_dim
         self.d_model = d_model
@@ -217,7 +247,9 @@ class TruncatedEncoder(nn.Module):
             self.positional = None
         self.input_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, ffn_dim, left, right, dropout, positional == "rotary", activation)
+            EncoderLayer(
+                d_model, num_heads, ffn_dim, left, right, dropout, positional == "rotary", activation, conv_kernel
+            )
             for left, right in self.config.layer_contexts()
         )
         self.norm = nn.LayerNorm(d_model)

@@ -6,7 +6,10 @@ The stream gives exactly the offline outputs (up to float rounding): every layer
 - the queries of the frames still waiting for ``right_context`` future frames.
 
 A frame of layer ``i`` is computed as soon as its ``right_context`` future frames of layer ``i``'s
-input are known, so the look-ahead is fixed and memory is bounded by chunk + caches, whatever
+input are known (plus, in a layer with a convolution module of kernel ``K``, the ``K // 2``
+future frames of the post-attention signal that the centred convolution reads: such a layer keeps
+the gated convolution inputs of the frames it still needs, starting with ``K // 2`` zero frames
+like the offline zero padding), so the look-ahead is fixed and memory is bounded by chunk + caches, whatever
 the total length. Call :meth:`EncoderStream.flush` at the end of the input: it computes the last
 frames with the truncated right context, as the offline call does at the end of a sequence.
 """
@@ -84,12 +87,21 @@ class _LayerState:
         self.values: Tensor | None = None
         self.queries: Tensor | None = None  # (batch, heads, pending, head_dim)
         self.residual: Tensor | None = None  # (batch, pending, d_model)
+        # Convolution module (if any): post-attention frames h of [conv_done, done) waiting for
+        # their conv output, and the GLU outputs of frames [conv_done - pad, done) (negative
+        # positions are the left zero padding).
+        self.conv = layer.conv
+        self.pad = 0 if self.conv is None else self.conv.padding
+        self.conv_done = 0
+        self.conv_pending: Tensor | None = None  # (batch, done - conv_done, d_model)
+        self.gates: Tensor | None = None  # (batch, pad + done - conv_done, d_model)
 
     @staticmethod
     def _cat(old: Tensor | None, new: Tensor, dim: int) -> Tensor:
         return new if old is None else torch.cat([old, new], dim=dim)
 
     def push(self, x: Tensor, final: bool) -> Tensor:
+        """Input frames x (batch, new, d_model) -> the layer's outputs that became computable."""
         attn = self.layer.attn
         if x.shape[1]:
             q, k, v = attn.project(self.layer.attn_norm(x), offset=self.received)
@@ -98,6 +110,41 @@ class _LayerState:
             self.queries = self._cat(self.queries, q, 2)
             self.residual = self._cat(self.residual, x, 1)
             self.received += x.shape[1]
+        h = self._attend(x, final)
+        if self.conv is None:
+            return h if not h.shape[1] else self.layer.feed_forward(h)
+        return self._convolve(h, final)
+
+    def _convolve(self, h: Tensor, final: bool) -> Tensor:
+        """Post-attention frames h (batch, new, d_model) -> the layer outputs now ready."""
+        conv = self.conv
+        assert conv is not None
+        if h.shape[1]:
+            g = conv.gate(h)
+            if self.gates is None:
+                self.gates = g.new_zeros(g.shape[0], self.pad, g.shape[2])
+            self.gates = torch.cat([self.gates, g], dim=1)
+            self.conv_pending = self._cat(self.conv_pending, h, 1)
+        if self.gates is None or self.conv_pending is None:
+            return h
+        gates = self.gates
+        if final:
+            gates = torch.cat([gates, gates.new_zeros(gates.shape[0], self.pad, gates.shape[2])], dim=1)
+        ready_end = self.done if final else self.done - self.pad
+        count = ready_end - self.conv_done
+        if count <= 0:
+            return h[:, :0]
+        # gates[i] is frame conv_done - pad + i: outputs conv_done .. ready_end need up to ready_end + pad.
+        c = conv.post(conv.mix(gates[:, : count + 2 * self.pad]))
+        y = self.layer.feed_forward(self.conv_pending[:, :count] + c)
+        self.conv_done += count
+        self.conv_pending = self.conv_pending[:, count:]
+        self.gates = self.gates[:, count:]
+        return y
+
+    def _attend(self, x: Tensor, final: bool) -> Tensor:
+        """Post-attention frames ``x + MHSA(LN(x))`` that became computable."""
+        attn = self.layer.attn
         ready_end = self.received if final else self.received - self.right
         count = ready_end - self.done
         if count <= 0 or self.queries is None:
@@ -107,7 +154,7 @@ class _LayerState:
         a = _span_attention(self.queries[:, :, :count], self.keys, self.values, first, self.left, self.right)
         batch = a.shape[0]
         a = attn.dropout(attn.out(a.transpose(1, 2).reshape(batch, count, attn.d_model)))
-        y = self.layer.finish(self.residual[:, :count], a)
+        y = self.residual[:, :count] + a
 
         self.done += count
         self.queries = self.queries[:, :, count:]
@@ -141,7 +188,7 @@ class EncoderStream:
     def lookahead_frames(self) -> int:
         """Input frames a stream must see beyond a frame before that frame's output is produced."""
         sub = self.encoder.subsampling
-        rights = sum(state.right or 0 for state in self.layers)
+        rights = sum((state.right or 0) + state.pad for state in self.layers)
         return rights * sub.stride + sub.receptive_field - 1
 
     def push(self, features: Tensor) -> Tensor:
