@@ -11,7 +11,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from speechattn.audio.cmvn import GlobalCMVN
+from speechattn.models.frame_head import FrameHeadModel, FrameHeadStream
 from speechattn.nn.encoder import TruncatedEncoder
 
 __all__ = ["FrameLabeler", "FrameHeadStream", "LabelerStream", "MODES"]
@@ -19,7 +19,7 @@ __all__ = ["FrameLabeler", "FrameHeadStream", "LabelerStream", "MODES"]
 MODES = ("single", "multi")
 
 
-class FrameLabeler(nn.Module):
+class FrameLabeler(FrameHeadModel):
     """Per-frame class logits at the encoder's frame rate.
 
     Args:
@@ -39,17 +39,12 @@ class FrameLabeler(nn.Module):
         hidden: int = 0,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         if hidden < 0:
             raise ValueError(f"hidden must be >= 0, got {hidden}")
-        self.mode = mode
-        self.num_classes = num_classes
-        self.cmvn = GlobalCMVN(encoder.input_dim)
-        self.encoder = encoder
         outputs = num_classes + 1 if mode == "single" else num_classes
         d = encoder.output_dim
         layers: list[nn.Module] = [nn.Dropout(dropout)]
@@ -57,29 +52,9 @@ class FrameLabeler(nn.Module):
             layers += [nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout)]
             d = hidden
         layers.append(nn.Linear(d, outputs))
-        self.head = nn.Sequential(*layers)
-
-    @property
-    def num_outputs(self) -> int:
-        return self.head[-1].out_features
-
-    def output_lengths(self, lengths: Tensor) -> Tensor:
-        """(batch,) feature frames -> (batch,) output frames."""
-        return self.encoder.output_lengths(lengths)
-
-    def forward(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Logits of a padded batch.
-
-        Args:
-            features: (batch, time, input_dim) raw (un-normalised) features.
-            lengths: (batch,) valid frames (``None``: all).
-
-        Returns:
-            (logits, output_lengths): (batch, time', num_outputs) and (batch,).
-        """
-        x = self.cmvn(features, lengths)
-        hidden, out_lengths = self.encoder(x, lengths)
-        return self.head(hidden), out_lengths
+        super().__init__(encoder, nn.Sequential(*layers))
+        self.mode = mode
+        self.num_classes = num_classes
 
     def posteriors(self, logits: Tensor) -> Tensor:
         """(..., num_outputs) logits -> (..., K) class posteriors (softmax without the "none"
@@ -89,32 +64,6 @@ class FrameLabeler(nn.Module):
             return logits.softmax(-1)[..., 1:]
         return logits.sigmoid()
 
-    def stream(self) -> "FrameHeadStream":
-        """A streaming session (call in eval mode)."""
-        return FrameHeadStream(self)
 
-
-class FrameHeadStream:
-    """Chunk-by-chunk logits of a ``cmvn -> encoder -> head`` model (:class:`FrameLabeler`,
-    :class:`~speechattn.models.ctc.CTCModel`): ``push`` (batch, frames, input_dim) raw features,
-    get the (batch, frames', num_outputs) logits that became computable; ``flush`` at the end.
-    Concatenated they equal the offline ``model(features)[0]`` up to float rounding."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.encoder_stream = model.encoder.stream()
-
-    @property
-    def lookahead_frames(self) -> int:
-        """Input frames of look-ahead before an output is produced."""
-        return self.encoder_stream.lookahead_frames
-
-    def push(self, features: Tensor) -> Tensor:
-        return self.model.head(self.encoder_stream.push(self.model.cmvn(features)))
-
-    def flush(self) -> Tensor:
-        return self.model.head(self.encoder_stream.flush())
-
-
-#: The frame labeler's stream (the same class serves every ``cmvn -> encoder -> head`` model).
+#: The frame labeler's stream (the same class serves every frame-head model).
 LabelerStream = FrameHeadStream
