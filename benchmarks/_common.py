@@ -174,3 +174,51 @@ def smoke_run(recipe: Path, overrides: list[str], out: Path) -> Path:
     print("training a tiny model for the smoke check ...", file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return run_dir
+
+
+def count_params(module: torch.nn.Module) -> int:
+    """Number of parameters of a module."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values[:8]), idle
+
+
+def other_cpu_load(seconds: float = 1.0) -> float | None:
+    """Busy cores (all processes) over ``seconds`` while this process sleeps: the load that
+    other processes put on the machine right now. None where /proc/stat is missing."""
+    try:
+        total0, idle0 = _cpu_times()
+        time.sleep(seconds)
+        total1, idle1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return 0.0 if total <= 0 else (os.cpu_count() or 1) * (1.0 - (idle1 - idle0) / total)
+
+
+class OtherLoad:
+    """Cores kept busy by OTHER processes between construction and :meth:`cores`: all busy CPU
+    time (/proc/stat) minus this process's own CPU time, over the wall-clock time."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            total, idle = _cpu_times()
+        except (OSError, ValueError, IndexError):
+            return None
+        own = os.times()
+        return time.perf_counter(), (total - idle) / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+    def cores(self) -> float | None:
+        end = self._sample()
+        if self.start is None or end is None or end[0] <= self.start[0]:
+            return None
+        return max(0.0, ((end[1] - self.start[1]) - (end[2] - self.start[2])) / (end[0] - self.start[0]))

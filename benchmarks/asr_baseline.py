@@ -60,7 +60,16 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import environment, logged_worker, print_table, run_isolated, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    OtherLoad,
+    count_params,
+    environment,
+    logged_worker,
+    other_cpu_load,
+    print_table,
+    run_isolated,
+    write_json,
+)
 
 MODELS = ("truncated", "conformer")
 REPO = Path(__file__).resolve().parent.parent
@@ -130,10 +139,6 @@ class ConformerCTCEncoder(nn.Module):
         if longest < x.shape[1]:
             y = nn.functional.pad(y, (0, 0, 0, x.shape[1] - longest))
         return y, out_lengths
-
-
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def conformer_encoder(recipe: Any, ffn_dim: int, kernel_size: int) -> ConformerCTCEncoder:
@@ -315,18 +320,6 @@ def load_trained(run_dir: Path) -> tuple[Any, nn.Module, Any]:
     return recipe, model.eval(), tokenizer
 
 
-def encoding_tokenizer(tokenizer: Any, recipe: Any, root: Path) -> Any:
-    """A run's tokenizer able to encode text: a phone tokenizer loaded from ``model.json`` has no
-    lexicon, so the recipe's is attached (same phone ids)."""
-    if tokenizer.kind != "phones":
-        return tokenizer
-    from speechattn.text import Lexicon
-
-    path = Path(recipe.data.lexicon).expanduser()
-    return tokenizer.with_lexicon(Lexicon.read(path if path.is_absolute() else root / path,
-                                               strip_stress=recipe.data.strip_stress))
-
-
 def dev_set(recipe: Any, tokenizer: Any) -> tuple[list[Tensor], list[list[int]]]:
     """The dev features and targets exactly as ``CTCTask`` builds them (same subset, same
     tokenization, same cached features)."""
@@ -334,13 +327,13 @@ def dev_set(recipe: Any, tokenizer: Any) -> tuple[list[Tensor], list[list[int]]]
     from speechattn.data.featcache import extract_features
     from speechattn.data.splits import resolve_manifest
     from speechattn.paths import data_root
-    from speechattn.tasks.ctc import _subset, _texts
+    from speechattn.tasks.ctc import _subset, _texts, encoding_tokenizer
     from speechattn.text import encode_corpus
 
     cfg = recipe.data
     root = data_root(cfg.root)
     manifest = _subset(resolve_manifest(cfg.dev, root), cfg.max_dev_utterances)
-    encoded = encode_corpus(encoding_tokenizer(tokenizer, recipe, root), _texts(manifest, "dev"))
+    encoded = encode_corpus(encoding_tokenizer(tokenizer, recipe.data, root), _texts(manifest, "dev"))
     manifest = manifest.filter(lambda u: u.id in encoded.ids)
     fs = extract_features(manifest, FeatureExtractor(recipe.features), desc="dev features", progress=False)
     return fs.feats, [encoded.ids[u.id] for u in fs.manifest]
@@ -348,7 +341,6 @@ def dev_set(recipe: Any, tokenizer: Any) -> tuple[list[Tensor], list[list[int]]]
 
 def measure_speed(models: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Whole-dev offline decoding time of every model (interleaved, median), plus PER checks."""
-    from speaker_baseline import OtherLoad, other_cpu_load
 
     from speechattn.data.batching import length_batches
     from speechattn.tasks.ctc import decode_log_probs, score_transcripts

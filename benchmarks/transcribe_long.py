@@ -95,16 +95,12 @@ sys.exit(code)
 # --------------------------------------------------------------------------- the long file
 
 def run_tokenizer(run_dir: Path, recipe: Any, root: Path) -> Any:
-    """The run's tokenizer (``model.json``), able to encode: a phone tokenizer stored with a
-    model has no lexicon, so the recipe's lexicon is attached (same phone ids)."""
-    from speechattn.text import Lexicon, tokenizer_from_dict
+    """The run's tokenizer (``model.json``), able to encode the references."""
+    from speechattn.tasks.ctc import encoding_tokenizer
+    from speechattn.text import tokenizer_from_dict
 
     tokenizer = tokenizer_from_dict(json.loads((run_dir / "model.json").read_text())["tokenizer"])
-    if tokenizer.kind != "phones":
-        return tokenizer
-    path = Path(recipe.data.lexicon).expanduser()
-    return tokenizer.with_lexicon(Lexicon.read(path if path.is_absolute() else root / path,
-                                               strip_stress=recipe.data.strip_stress))
+    return encoding_tokenizer(tokenizer, recipe.data, root)
 
 
 def long_file(dev: str, root: Path, tokenizer: Any, rate: int, hours: float, out: Path) -> tuple[Path, dict[str, Any]]:

@@ -44,6 +44,7 @@ __all__ = [
     "CTCTask",
     "build_ctc_model",
     "build_tokenizer",
+    "encoding_tokenizer",
     "ctc_grid",
     "decode_log_probs",
     "score_transcripts",
@@ -147,6 +148,15 @@ def build_tokenizer(data: CTCDataConfig, root: Path, train_texts: Sequence[str])
     if not path.exists():
         raise FileNotFoundError(f"{path}: lexicon not found (data.lexicon; data root is {root})")
     return PhoneTokenizer.from_lexicon(Lexicon.read(path, strip_stress=data.strip_stress))
+
+
+def encoding_tokenizer(tokenizer: Tokenizer, data: CTCDataConfig, root: Path) -> Tokenizer:
+    """A trained run's tokenizer, able to encode reference transcripts: a phone tokenizer loaded
+    from ``model.json`` stores only its phones, so the recipe's lexicon is attached (same ids)."""
+    if not isinstance(tokenizer, PhoneTokenizer):
+        return tokenizer
+    assert data.lexicon is not None
+    return tokenizer.with_lexicon(Lexicon.read(_data_path(data.lexicon, root), strip_stress=data.strip_stress))
 
 
 def _texts(manifest: Manifest, name: str) -> dict[str, str]:
@@ -348,12 +358,7 @@ def evaluate_run(
     recipe = model.recipe
     root = resolve_data_root(data_root if data_root is not None else recipe.data.root)
     manifest = resolve_manifest(data, root)
-    tokenizer = model.tokenizer
-    if isinstance(tokenizer, PhoneTokenizer):  # references need the lexicon; the model stores phones only
-        assert recipe.data.lexicon is not None
-        tokenizer = tokenizer.with_lexicon(
-            Lexicon.read(_data_path(recipe.data.lexicon, root), strip_stress=recipe.data.strip_stress))
-    encoded = encode_corpus(tokenizer, _texts(manifest, str(data)))
+    encoded = encode_corpus(encoding_tokenizer(model.tokenizer, recipe.data, root), _texts(manifest, str(data)))
     manifest = manifest.filter(lambda u: u.id in encoded.ids)
     fs = extract_features(manifest, model.extractor, desc="features", progress=progress)
     with model.precision():

@@ -9,6 +9,7 @@ import torch
 
 from speechattn.nn.convolution import ConvModule
 from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
+from tests.nn.test_encoder import _stream
 
 
 def _encoder(**kw) -> TruncatedEncoder:
@@ -96,17 +97,6 @@ def test_convolution_changes_outputs_within_its_span_only():
     diff = (y - y2).abs().amax(dim=-1)[0]
     assert diff[:16].max().item() <= 1e-6 and diff[21:].max().item() <= 1e-6
     assert diff[16].item() > 1e-4 and diff[20].item() > 1e-4
-
-
-def _stream(enc: TruncatedEncoder, x: torch.Tensor, rng: random.Random, max_chunk: int) -> torch.Tensor:
-    stream = enc.stream()
-    outs, t = [], 0
-    while t < x.shape[1]:
-        c = rng.randint(1, max_chunk)
-        outs.append(stream.push(x[:, t : t + c]))
-        t += c
-    outs.append(stream.flush())
-    return torch.cat(outs, dim=1)
 
 
 @pytest.mark.parametrize("kernel", [3, 15])
