@@ -28,7 +28,6 @@ import torch
 from torch import Tensor
 
 from speechattn.audio import FeatureExtractor
-from speechattn.data.batching import length_batches
 from speechattn.data.labels import FrameGrid
 from speechattn.decoding.ctc import CTCHypothesis, greedy_decode, prefix_beam_search, spans_to_times
 from speechattn.inference import load_run, stream_file_outputs
@@ -124,13 +123,10 @@ class Transcriber:
                         batch_frames: int | None = None) -> list[CTCHypothesis]:
         """Best hypotheses of whole utterances' (frames, dim) features, batched by length (offline
         path; call under :meth:`precision`)."""
-        out: list[CTCHypothesis | None] = [None] * len(feats)
-        for idx, x, lengths in length_batches(feats, batch_frames or self.recipe.decode.batch_frames):
-            logits, out_lengths = self.model(x, lengths)
-            log_probs = logits.float().log_softmax(-1)
-            for j, i in enumerate(idx):
-                out[i] = self.decode(log_probs[j, : int(out_lengths[j])], beam)
-        return out  # type: ignore[return-value]
+        from speechattn.tasks.ctc import decode_features
+
+        return decode_features(self.model, feats, self.beam if beam is None else beam,
+                               batch_frames or self.recipe.decode.batch_frames)
 
     def transcript(self, hyp: CTCHypothesis, duration: float, path: str = "") -> Transcript:
         """A :class:`Transcript` with token (and word) times from a hypothesis."""

@@ -47,6 +47,7 @@ __all__ = [
     "encoding_tokenizer",
     "ctc_grid",
     "decode_log_probs",
+    "decode_features",
     "score_transcripts",
     "evaluate_run",
 ]
@@ -172,6 +173,18 @@ def decode_log_probs(log_probs: Tensor, lengths: Tensor, beam: int = 1) -> list[
         return greedy_decode(log_probs, lengths)
     return [prefix_beam_search(log_probs[i, : int(lengths[i])].float().numpy(), beam=beam)[0]
             for i in range(log_probs.shape[0])]
+
+
+def decode_features(model: nn.Module, feats: Sequence[Tensor], beam: int = 1, batch_frames: int = 60000
+                    ) -> list[CTCHypothesis]:
+    """Best hypothesis of each whole utterance's (frames, dim) features, batched by similar
+    length (offline path; call in eval mode, under inference mode / autocast as wanted)."""
+    out: list[CTCHypothesis | None] = [None] * len(feats)
+    for idx, x, lengths in length_batches(feats, batch_frames):
+        logits, out_lengths = model(x, lengths)
+        for j, hyp in zip(idx, decode_log_probs(logits.float().log_softmax(-1), out_lengths, beam)):
+            out[j] = hyp
+    return out  # type: ignore[return-value]
 
 
 def score_transcripts(tokenizer: Tokenizer, refs: Sequence[Sequence[int]], hyps: Sequence[Sequence[int]]
@@ -306,12 +319,7 @@ class CTCTask:
     def decode(self, feats: Sequence[Tensor], beam: int | None = None) -> list[CTCHypothesis]:
         """Best hypothesis of each whole utterance, batched by similar length (call in eval mode)."""
         beam = self.recipe.decode.beam if beam is None else beam
-        out: list[CTCHypothesis | None] = [None] * len(feats)
-        for idx, x, lengths in length_batches(feats, self.recipe.decode.batch_frames):
-            logits, out_lengths = self.model(x, lengths)
-            for j, hyp in zip(idx, decode_log_probs(logits.float().log_softmax(-1), out_lengths, beam)):
-                out[j] = hyp
-        return out  # type: ignore[return-value]
+        return decode_features(self.model, feats, beam, self.recipe.decode.batch_frames)
 
     def evaluate(self) -> dict[str, float]:
         hyps = self.decode(self.dev_feats)
