@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from speechattn.nn.attention import truncated_attention
-from speechattn.nn.convolution import ConvModule
+from speechattn.nn.convolution import CONV_NORMS, ConvModule
 from speechattn.nn.multihead import MultiHeadSelfAttention
 from speechattn.nn.positional import (
     POSITIONAL_KINDS,
@@ -49,6 +49,10 @@ class EncoderConfig:
     kernel of that odd width >= 3) between the attention and the feed-forward of every layer;
     ``0`` (the default) means no convolution module. Each convolution module adds
     ``conv_kernel // 2`` frames (after subsampling) of look-ahead to streaming.
+
+    ``macaron`` adds a feed-forward module before the attention of every layer and halves both
+    feed-forward residuals; ``block_norm`` ends every layer with a LayerNorm (both as in the
+    Conformer block; with ``conv_kernel`` the layer is a Conformer block with truncated attention).
     """
 
     input_dim: int = 80
@@ -65,6 +69,9 @@ class EncoderConfig:
     dropout: float = 0.1
     activation: str = "gelu"
     conv_kernel: int = 0
+    conv_norm: str = "layer"
+    macaron: bool = False
+    block_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_dim", "d_model", "num_heads", "num_layers", "ffn_dim", "subsampling_channels", "max_len"):
@@ -83,6 +90,11 @@ class EncoderConfig:
         k = self.conv_kernel
         if isinstance(k, bool) or not isinstance(k, int) or (k != 0 and (k < 3 or k % 2 == 0)):
             raise ValueError(f"conv_kernel must be 0 (no convolution) or an odd integer >= 3, got {k!r}")
+        if self.conv_norm not in CONV_NORMS:
+            raise ValueError(f"conv_norm must be one of {list(CONV_NORMS)}, got {self.conv_norm!r}")
+        for name in ("macaron", "block_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.layer_contexts()  # validates the per-layer lists
 
     def layer_contexts(self) -> list[tuple[int | None, int | None]]:
@@ -120,7 +132,12 @@ class FeedForward(nn.Module):
 
 class EncoderLayer(nn.Module):
     """Pre-LayerNorm block: ``x + MHSA(LN(x))``, then ``x + Conv(x)`` when ``conv_kernel > 0``
-    (:class:`ConvModule`, which starts with its own LayerNorm), then ``x + FFN(LN(x))``."""
+    (:class:`ConvModule`, which starts with its own LayerNorm), then ``x + FFN(LN(x))``.
+
+    ``macaron=True`` adds a second feed-forward module before the attention and halves both
+    feed-forward residuals (``x + FFN(LN(x)) / 2``, as in the Conformer); ``block_norm=True``
+    ends the block with a LayerNorm. Both are per-frame, so the block streams as before.
+    """
 
     def __init__(
         self,
@@ -133,23 +150,40 @@ class EncoderLayer(nn.Module):
         rotary: bool = True,
         activation: str = "gelu",
         conv_kernel: int = 0,
+        macaron: bool = False,
+        block_norm: bool = False,
+        conv_norm: str = "layer",
     ) -> None:
         super().__init__()
+        # Optional modules exist only when used (no state_dict keys otherwise): old checkpoints load.
+        if macaron:
+            self.pre_ffn_norm = nn.LayerNorm(d_model)
+            self.pre_ffn: FeedForward | None = FeedForward(d_model, ffn_dim, dropout, activation)
+        else:
+            self.pre_ffn = None
+        self.ffn_scale = 0.5 if macaron else 1.0
         self.attn_norm = nn.LayerNorm(d_model)
         self.attn = MultiHeadSelfAttention(d_model, num_heads, left_context, right_context, dropout, rotary=rotary)
         self.ffn_norm = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, ffn_dim, dropout, activation)
-        # No module (and no state_dict keys) without convolution: old checkpoints still load.
-        self.conv: ConvModule | None = ConvModule(d_model, conv_kernel, dropout) if conv_kernel else None
+        self.conv: ConvModule | None = ConvModule(d_model, conv_kernel, dropout, conv_norm) if conv_kernel else None
+        self.out_norm: nn.LayerNorm | None = nn.LayerNorm(d_model) if block_norm else None
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """x: (batch, time, d_model) -> (batch, time, d_model)."""
         if self.training or torch.is_grad_enabled() or self.conv is not None:
+            x = self.pre(x)
             x = x + self.attn(self.attn_norm(x), lengths)
             if self.conv is not None:
                 x = x + self.conv(x, lengths)
-            return x + self.ffn(self.ffn_norm(x))
+            return self.feed_forward(x)
         return self._infer(x, lengths)
+
+    def pre(self, x: Tensor) -> Tensor:
+        """The per-frame part before the attention: ``x + FFN(LN(x)) / 2`` with ``macaron``, else ``x``."""
+        if self.pre_ffn is None:
+            return x
+        return x + self.ffn_scale * self.pre_ffn(self.pre_ffn_norm(x))
 
     def _infer(self, x: Tensor, lengths: Tensor | None) -> Tensor:
         """The same computation for inference, with the per-frame work (norms, projections,
@@ -160,32 +194,39 @@ class EncoderLayer(nn.Module):
         chunk = max(64, _INFERENCE_ROWS // max(batch, 1))
         shape = (batch, attn.num_heads, time, attn.head_dim)
         q, k, v = x.new_empty(shape), x.new_empty(shape), x.new_empty(shape)
-        for start in range(0, time, chunk):
-            stop = min(time, start + chunk)
-            qc, kc, vc = attn.project(self.attn_norm(x[:, start:stop]), offset=start)
-            q[:, :, start:stop], k[:, :, start:stop], v[:, :, start:stop] = qc, kc, vc
-        a = truncated_attention(q, k, v, attn.left_context, attn.right_context, lengths)
-        del q, k, v
         y = x.clone()
         for start in range(0, time, chunk):
             stop = min(time, start + chunk)
             part = y[:, start:stop]
+            if self.pre_ffn is not None:
+                part += self.ffn_scale * self.pre_ffn(self.pre_ffn_norm(part))
+            qc, kc, vc = attn.project(self.attn_norm(part), offset=start)
+            q[:, :, start:stop], k[:, :, start:stop], v[:, :, start:stop] = qc, kc, vc
+        a = truncated_attention(q, k, v, attn.left_context, attn.right_context, lengths)
+        del q, k, v
+        for start in range(0, time, chunk):
+            stop = min(time, start + chunk)
+            part = y[:, start:stop]
             part += attn.out(a[:, :, start:stop].transpose(1, 2).reshape(batch, stop - start, d_model))
-            part += self.ffn(self.ffn_norm(part))
+            part += self.ffn_scale * self.ffn(self.ffn_norm(part))
+            if self.out_norm is not None:
+                part.copy_(self.out_norm(part))
         return y
 
     def finish(self, x: Tensor, attended: Tensor) -> Tensor:
         """Residual + feed-forward after attention computed elsewhere (used by streaming of
         layers without convolution module; a convolution needs future frames, see
-        :mod:`speechattn.nn.streaming`)."""
+        :mod:`speechattn.nn.streaming`). ``x`` is the attention's input, after :meth:`pre`."""
         if self.conv is not None:
             raise RuntimeError("finish() does not apply to a layer with a convolution module")
         x = x + attended
         return self.feed_forward(x)
 
     def feed_forward(self, x: Tensor) -> Tensor:
-        """The last residual sub-block: ``x + FFN(LN(x))``."""
-        return x + self.ffn(self.ffn_norm(x))
+        """The last residual sub-block: ``x + FFN(LN(x))`` (halved with ``macaron``), then the
+        block's LayerNorm with ``block_norm``."""
+        x = x + self.ffn_scale * self.ffn(self.ffn_norm(x))
+        return x if self.out_norm is None else self.out_norm(x)
 
 
 class TruncatedEncoder(nn.Module):
@@ -208,6 +249,10 @@ class TruncatedEncoder(nn.Module):
         conv_kernel: width of the depthwise kernel of a Conformer-style convolution module in
             every layer (odd, >= 3); ``0`` (default) for none. Adds ``conv_kernel // 2`` frames
             of look-ahead per layer (times the subsampling factor).
+        conv_norm: normalisation inside the convolution module, ``"layer"`` (default) or
+            ``"batch"`` (as in the Conformer; a per-channel affine map at inference).
+        macaron: a second feed-forward module before the attention of every layer, both halved.
+        block_norm: a LayerNorm at the end of every layer.
 
     Cost and memory are linear in the number of frames when every layer's contexts are finite.
     """
@@ -228,13 +273,17 @@ class TruncatedEncoder(nn.Module):
         dropout: float = 0.1,
         activation: str = "gelu",
         conv_kernel: int = 0,
+        conv_norm: str = "layer",
+        macaron: bool = False,
+        block_norm: bool = False,
     ) -> None:
         super().__init__()
         self.config = EncoderConfig(
             input_dim=input_dim, d_model=d_model, num_heads=num_heads, num_layers=num_layers, ffn_dim=ffn_dim,
             left_context=left_context, right_context=right_context, subsampling=subsampling,
             subsampling_channels=subsampling_channels, positional=positional, max_len=max_len,
-            dropout=dropout, activation=activation, conv_kernel=conv_kernel,
+            dropout=dropout, activation=activation, conv_kernel=conv_kernel, conv_norm=conv_norm,
+            macaron=macaron, block_norm=block_norm,
         )
         self.input_dim = input_dim
         self.d_model = d_model
@@ -248,7 +297,8 @@ class TruncatedEncoder(nn.Module):
         self.input_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(
-                d_model, num_heads, ffn_dim, left, right, dropout, positional == "rotary", activation, conv_kernel
+                d_model, num_heads, ffn_dim, left, right, dropout, positional == "rotary", activation, conv_kernel,
+                macaron, block_norm, conv_norm,
             )
             for left, right in self.config.layer_contexts()
         )

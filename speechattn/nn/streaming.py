@@ -104,6 +104,7 @@ class _LayerState:
         """Input frames x (batch, new, d_model) -> the layer's outputs that became computable."""
         attn = self.layer.attn
         if x.shape[1]:
+            x = self.layer.pre(x)
             q, k, v = attn.project(self.layer.attn_norm(x), offset=self.received)
             self.keys = self._cat(self.keys, k, 2)
             self.values = self._cat(self.values, v, 2)
