@@ -16,9 +16,12 @@ num_layers and dropout; key-padding mask from the lengths) -> LayerNorm (ours en
 What differs: the Conformer sees the whole utterance (full attention, no positional encoding:
 its depthwise convolutions carry position; they also read the padding of shorter utterances in
 a batch, as in torchaudio), where ours attends to a truncated window (rotary positions) and can
-stream. Its ``ffn_dim`` is chosen so that its encoder has about as many parameters as ours (the
-Conformer block has two feed-forward modules and a convolution module, so its ffn_dim comes out
-much smaller than ours); ``--conformer-ffn`` / ``--conformer-kernel`` (default 15) override.
+stream; the Conformer block has two half-step feed-forward modules and ends with a LayerNorm,
+ours (with the recipe's ``conv_kernel``) is attention -> convolution module -> one feed-forward.
+Its depthwise kernel is the recipe's ``conv_kernel`` (15 if the recipe has none), and its
+``ffn_dim`` is chosen so that its encoder has about as many parameters as ours (two feed-forward
+modules per block, so its ffn_dim comes out about half of ours); ``--conformer-ffn`` /
+``--conformer-kernel`` override.
 
 Each training runs in a fresh process, one after the other (the first one may extract and cache
 the features; ``--cold-cache`` makes it do so from scratch, as on a first run). Then one more
@@ -159,7 +162,7 @@ def truncated_encoder(recipe: Any) -> nn.Module:
 def conformer_config(recipe: Any, ffn_dim: int | None, kernel_size: int | None) -> dict[str, Any]:
     """The Conformer's ffn_dim (given, or the multiple of 8 whose encoder parameter count is
     closest to ours: the count is linear in ffn_dim) and kernel size, with both counts."""
-    kernel_size = kernel_size or DEFAULT_KERNEL
+    kernel_size = kernel_size or recipe.model.encoder.conv_kernel or DEFAULT_KERNEL
     ours = count_params(truncated_encoder(recipe))
     chosen = "given"
     if ffn_dim is None:
@@ -464,7 +467,8 @@ def main() -> None:
     parser.add_argument("--conformer-ffn", type=int, default=None,
                         help="the Conformer's ffn_dim (default: matched to our encoder's parameter count)")
     parser.add_argument("--conformer-kernel", type=int, default=None,
-                        help=f"the Conformer's depthwise kernel size (default {DEFAULT_KERNEL})")
+                        help=f"the Conformer's depthwise kernel size (default: the recipe's conv_kernel, "
+                             f"else {DEFAULT_KERNEL})")
     parser.add_argument("--data-root", default=None,
                         help="data root (default: the recipe's data.root, else $SPEECHATTN_DATA, else data/)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training and decoding")

@@ -246,6 +246,7 @@ def _flat_windows(x: Tensor, left: int, right: int, block: int, padded: int) -> 
     rows, time, d = x.shape
     if torch.is_grad_enabled() and x.requires_grad:
         flat = F.pad(F.pad(x, (0, 0, 0, padded - time)).reshape(rows * padded, d), (0, 0, left, right))
+        return _Windows.apply(flat, block + left + right, block)
     else:
         flat = x.new_empty(left + rows * padded + right, d)
         flat[:left].zero_()
@@ -254,6 +255,38 @@ def _flat_windows(x: Tensor, left: int, right: int, block: int, padded: int) -> 
         body[:, :time].copy_(x)
         body[:, time:].zero_()
     return flat.unfold(0, block + left + right, block).transpose(1, 2)
+
+
+class _Windows(torch.autograd.Function):
+    """``flat.unfold(0, width, step).transpose(1, 2)`` with a fast backward.
+
+    The windows overlap, so the gradient of ``flat`` sums the gradients of every window slot
+    that reads a frame. PyTorch's generic ``unfold_backward`` does this slowly on CPU; here the
+    window gradient is cut into ``ceil(width / step)`` slices of ``step`` slots, and each slice
+    is added into ``flat`` with one strided ``add_`` (slice ``s`` of window ``n`` is frames
+    ``n * step + s * step ..``).
+    """
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, width: int, step: int) -> Tensor:  # type: ignore[override]
+        ctx.length = flat.shape[0]
+        ctx.width = width
+        ctx.step = step
+        return flat.unfold(0, width, step).transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        windows, width, d = grad.shape
+        step = ctx.step
+        slices = -(-width // step)
+        # Room for the last slice's overhang; trimmed to the input's length at the end.
+        out = grad.new_zeros(max(ctx.length, (windows + slices) * step), d)
+        for i in range(slices):
+            lo = i * step
+            n = min(step, width - lo)
+            target = out[lo : lo + windows * step].view(windows, step, d)[:, :n]
+            target.add_(grad[:, lo : lo + n])
+        return out[: ctx.length], None, None
 
 
 def _banded_group(

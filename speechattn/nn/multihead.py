@@ -56,11 +56,12 @@ class MultiHeadSelfAttention(nn.Module):
         """x: (batch, time, d_model) at absolute frames ``offset..`` -> q, k, v (batch, heads, time, head_dim)."""
         batch, time, _ = x.shape
         qkv = self.qkv(x).view(batch, time, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        if self.rotary is not None:
-            q = self.rotary(q, offset)
-            k = self.rotary(k, offset)
-        return q, k, v
+        if self.rotary is None:
+            q, k, v = qkv.unbind(0)
+            return q, k, v
+        qk, v = qkv.split((2, 1), dim=0)
+        q, k = self.rotary(qk, offset).unbind(0)  # queries and keys rotated in one call
+        return q, k, v[0]
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Windowed attention of projected q, k, v (batch, heads, time, head_dim) -> (batch, time, d_model)."""

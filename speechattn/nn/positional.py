@@ -113,7 +113,10 @@ class RotaryEmbedding(nn.Module):
             rot = torch.polar(torch.ones_like(angles), angles).to(torch.complex64 if x.dtype == torch.float32 else torch.complex128)
             pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)).contiguous() if x.stride(-1) != 1 else x.unflatten(-1, (-1, 2)))
             return torch.view_as_real(pairs * rot).flatten(-2)
-        cos = angles.cos().to(x.dtype)
-        sin = angles.sin().to(x.dtype)
-        x1, x2 = x[..., 0::2], x[..., 1::2]
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+        # Low precision (bf16 autocast): x * cos + swap(x) * sin, with cos repeated per pair and
+        # sin signed (-sin, +sin), where swap exchanges the two members of each pair:
+        # (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin). Three passes instead of seven.
+        cos = angles.cos().repeat_interleave(2, dim=-1).to(x.dtype)
+        sin = torch.stack((-angles.sin(), angles.sin()), dim=-1).flatten(-2).to(x.dtype)
+        swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+        return torch.addcmul(x * cos, swapped, sin)

@@ -135,6 +135,21 @@ def test_gradients_match_dense_reference():
         assert (ours - ref).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("width, step", [(68, 32), (37, 16), (16, 16), (40, 7)])
+def test_window_gradient_equals_unfold_backward(width, step):
+    from speechattn.nn.attention import _Windows
+
+    gen = torch.Generator().manual_seed(width)
+    flat = torch.randn(width + 9 * step, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    windows = _Windows.apply(flat, width, step)
+    reference = flat.unfold(0, width, step).transpose(1, 2)
+    assert torch.equal(windows, reference)
+    weight = torch.randn(reference.shape, generator=gen, dtype=torch.float64)
+    ours = torch.autograd.grad((windows * weight).sum(), flat)[0]
+    ref = torch.autograd.grad((reference * weight).sum(), flat)[0]
+    assert (ours - ref).abs().max().item() <= 1e-12
+
+
 def test_gradcheck_double():
     gen = torch.Generator().manual_seed(9)
     q, k, v = (torch.randn(1, 2, 13, 4, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))

@@ -182,6 +182,20 @@ def test_rotary_scores_depend_only_on_distance():
     assert abs(s1.item() - (rope(q, 10) * rope(k, 2)).sum().item()) > 1e-4
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_rotary_low_precision_path_matches_float64(dtype):
+    # Low precision uses x * cos + swap(x) * sin; the reference is the complex rotation in float64.
+    rope = RotaryEmbedding(16)
+    x = torch.randn(2, 3, 4, 40, 16)
+    ref = rope(x.double(), 5)
+    pairs = torch.view_as_complex(x.double().unflatten(-1, (-1, 2)).contiguous())
+    angles = torch.arange(5, 45, dtype=torch.float64)[:, None] * rope.inv_freq.double()[None, :]
+    assert torch.allclose(torch.view_as_real(pairs * torch.polar(torch.ones_like(angles), angles)).flatten(-2), ref, atol=1e-5)
+    low = rope(x.to(dtype), 5)
+    assert low.dtype == dtype
+    assert (low.double() - ref).abs().max().item() <= 0.02 * ref.abs().max().item()
+
+
 def test_sinusoidal_offset_matches_slice():
     pe = SinusoidalPositionalEncoding(16)
     x = torch.zeros(1, 30, 16)
