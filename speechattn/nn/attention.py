@@ -270,7 +270,6 @@ class _Windows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat: Tensor, width: int, step: int) -> Tensor:  # type: ignore[override]
         ctx.length = flat.shape[0]
-        ctx.width = width
         ctx.step = step
         return flat.unfold(0, width, step).transpose(1, 2)
 
