@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from speechattn.cli.inputs import BatchReport, expand_inputs, file_progress, unique_name
+from speechattn.cli.inputs import run_per_file
 
 __all__ = ["transcribe", "FORMATS", "format_transcript"]
 
@@ -62,34 +62,18 @@ def format_transcript(fmt: str, name: str, path: Path, result: Any, to_file: boo
 def transcribe(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str,
                beam: int | None, progress: bool | None) -> None:
     """Transcribe audio files."""
-    import sys
-
-    from speechattn.audio import AudioError
     from speechattn.transcriber import Transcriber
 
     model = Transcriber.from_run(run_dir, beam=beam)
-    report = BatchReport()
-    paths, problems = expand_inputs(inputs)
-    report.add_problems(problems)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    show = sys.stderr.isatty() if progress is None else progress
     stdout = click.get_text_stream("stdout")
-    for path in paths:
-        name = unique_name(path.stem, used)
-        try:
-            with file_progress(path, show) as bar:
-                result = model.transcribe_file(path, on_block=bar.update)
-        except (AudioError, ValueError, OSError) as exc:
-            report.fail(path, exc)
-            continue
+
+    def emit(name: str, path: Path, result: Any, first: bool) -> None:
         if out_dir is None:
             stdout.write(format_transcript(fmt, name, path, result, to_file=False))
             stdout.flush()
         else:
             (out_dir / f"{name}{FORMATS[fmt]}").write_text(format_transcript(fmt, name, path, result, to_file=True),
                                                            encoding="utf-8")
-        report.ok(path)
-    click.echo(report.summary(), err=True)
-    ctx.exit(report.exit_code)
+
+    run_per_file(ctx, inputs, out_dir, progress,
+                 lambda path, on_block: model.transcribe_file(path, on_block=on_block), emit)

@@ -17,13 +17,14 @@ each failure on stderr the moment it happens and gives the exit code.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "BatchReport", "expand_inputs", "file_progress", "unique_name"]
+__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "BatchReport", "expand_inputs", "file_progress", "run_per_file",
+           "unique_name"]
 
 #: Audio file suffixes picked up in folders and accepted as arguments (case-insensitive).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".sph")
@@ -33,6 +34,8 @@ LIST_EXTENSIONS = (".txt", ".lst", ".scp")
 PROG = "speechattn"
 
 Problem = tuple[str, str]
+
+R = TypeVar("R")
 
 
 def _one_line(text: object) -> str:
@@ -328,3 +331,40 @@ def file_progress(path: Path, show: bool) -> Any:
     duration = audio_info(path).duration
     return tqdm(total=round(duration, 1), desc=path.name, unit="s", leave=False, disable=not show,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
+
+
+def run_per_file(ctx: click.Context, inputs: Sequence[str], out_dir: Path | None, progress: bool | None,
+                 process: Callable[[Path, Callable[[float], Any]], R],
+                 emit: Callable[[str, Path, R, bool], None]) -> None:
+    """The loop of a command that writes one result per audio file (``label``, ``transcribe``).
+
+    Expands ``inputs``, creates ``out_dir`` (if given), and for each file calls
+    ``process(path, on_block)`` under a progress bar (``on_block(seconds)`` advances it;
+    ``progress=None``: a bar on a terminal only), then ``emit(name, path, result, first)``,
+    where ``name`` is the file's unique output stem and ``first`` is true for the first result
+    emitted. A file that fails (unreadable audio, bad values, I/O) is reported and the rest go
+    on; at the end the summary goes to stderr and the command exits with the report's code.
+    """
+    import sys
+
+    from speechattn.audio import AudioError
+
+    report = BatchReport()
+    paths, problems = expand_inputs(inputs)
+    report.add_problems(problems)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    show = sys.stderr.isatty() if progress is None else progress
+    for path in paths:
+        name = unique_name(path.stem, used)
+        try:
+            with file_progress(path, show) as bar:
+                result = process(path, bar.update)
+        except (AudioError, ValueError, OSError) as exc:
+            report.fail(path, exc)
+            continue
+        emit(name, path, result, report.num_ok == 0)
+        report.ok(path)
+    click.echo(report.summary(), err=True)
+    ctx.exit(report.exit_code)

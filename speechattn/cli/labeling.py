@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import click
 
-from speechattn.cli.inputs import BatchReport, expand_inputs, file_progress, unique_name
+from speechattn.cli.inputs import run_per_file
 
 __all__ = ["label", "FORMATS"]
 
@@ -75,37 +75,22 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
 def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str, plot: bool,
           progress: bool | None) -> None:
     """Label the frames of audio files."""
-    import sys
-
-    from speechattn.audio import AudioError
     from speechattn.labeler import Labeler, plot_labels
 
     if out_dir is None and (fmt == "textgrid" or plot):
         raise click.UsageError(f"{'--plot' if plot else '--format textgrid'} writes files: give -o DIR")
     labeler = Labeler.from_run(run_dir)
-    report = BatchReport()
-    paths, problems = expand_inputs(inputs)
-    report.add_problems(problems)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    show = sys.stderr.isatty() if progress is None else progress
-    for path in paths:
-        name = unique_name(path.stem, used)
-        try:
-            with file_progress(path, show) as bar:
-                result = labeler.label_file(path, envelope_points=4000 if plot else 0, on_block=bar.update)
-        except (AudioError, ValueError, OSError) as exc:
-            report.fail(path, exc)
-            continue
+
+    def emit(name: str, path: Path, result: Any, first: bool) -> None:
         if out_dir is None:
             stdout = click.get_text_stream("stdout")
-            _write(fmt, name, path, result, stdout, header=report.num_ok == 0)
+            _write(fmt, name, path, result, stdout, header=first)
             stdout.flush()
         else:
             _write(fmt, name, path, result, out_dir / f"{name}{FORMATS[fmt]}", header=True)
             if plot:
                 plot_labels(out_dir / f"{name}.png", result, title=str(path))
-        report.ok(path)
-    click.echo(report.summary(), err=True)
-    ctx.exit(report.exit_code)
+
+    run_per_file(ctx, inputs, out_dir, progress,
+                 lambda path, on_block: labeler.label_file(path, envelope_points=4000 if plot else 0,
+                                                           on_block=on_block), emit)
