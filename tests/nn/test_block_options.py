@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import random
 
 import pytest
 import torch
 
 from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
-from tests.nn.test_encoder import _stream
+from tests.nn.test_encoder import _assert_streams_like_offline
 
 
 def _encoder(**kw) -> TruncatedEncoder:
@@ -56,14 +55,7 @@ def test_macaron_block_computes_the_conformer_order():
 @pytest.mark.parametrize("subsampling", [1, 4])
 def test_streaming_equals_offline_with_macaron_and_block_norm(conv_kernel, subsampling):
     enc = _encoder(macaron=True, block_norm=True, conv_kernel=conv_kernel, subsampling=subsampling)
-    rng = random.Random(0)
-    x = torch.randn(2, 157, 20)
-    with torch.no_grad():
-        offline, _ = enc(x)
-        for max_chunk in (1, 9, 400):
-            streamed = _stream(enc, x, rng, max_chunk)
-            assert streamed.shape == offline.shape
-            assert (streamed - offline).abs().max().item() <= 1e-5
+    _assert_streams_like_offline(enc, torch.randn(2, 157, 20), (1, 9, 400))
 
 
 def test_padding_does_not_leak_with_macaron_and_block_norm():
@@ -113,12 +105,9 @@ def test_batchnorm_statistics_ignore_padding_in_training():
 def test_streaming_equals_offline_with_batchnorm(subsampling):
     enc = _trained_batchnorm_encoder(subsampling=subsampling, macaron=True)
     assert enc.layers[0].conv.conv_norm.running_var.sub(1).abs().max().item() > 1e-3
-    rng = random.Random(1)
     x = torch.randn(2, 157, 20)
+    _assert_streams_like_offline(enc, x, (1, 9, 400), seed=1)
     with torch.no_grad():
-        offline, _ = enc(x)
         alone, n = enc(x[:1, :90])
         together, _ = enc(x, torch.tensor([90, 157]))
-        for max_chunk in (1, 9, 400):
-            assert (_stream(enc, x, rng, max_chunk) - offline).abs().max().item() <= 1e-5
     assert (together[0, : int(n[0])] - alone[0]).abs().max().item() <= 1e-5

@@ -72,6 +72,20 @@ def _stream(enc: TruncatedEncoder, x: torch.Tensor, rng: random.Random, max_chun
     return torch.cat(outs, dim=1)
 
 
+def _assert_streams_like_offline(enc: TruncatedEncoder, x: torch.Tensor, max_chunks=(1, 7, 40, 400),
+                                 seed: int = 0) -> torch.Tensor:
+    """Stream ``x`` in random chunks of at most each of ``max_chunks`` frames and check every
+    stream against the offline call; returns the offline output."""
+    rng = random.Random(seed)
+    with torch.no_grad():
+        offline, _ = enc(x)
+        for max_chunk in max_chunks:
+            streamed = _stream(enc, x, rng, max_chunk)
+            assert streamed.shape == offline.shape
+            assert (streamed - offline).abs().max().item() <= 1e-5
+    return offline
+
+
 @pytest.mark.parametrize(
     "kw",
     [
@@ -82,15 +96,7 @@ def _stream(enc: TruncatedEncoder, x: torch.Tensor, rng: random.Random, max_chun
     ],
 )
 def test_streaming_equals_offline_for_random_chunks(kw):
-    enc = _encoder(**kw)
-    rng = random.Random(0)
-    x = torch.randn(2, 157, 20)
-    with torch.no_grad():
-        offline, _ = enc(x)
-        for max_chunk in (1, 7, 40, 400):
-            streamed = _stream(enc, x, rng, max_chunk)
-            assert streamed.shape == offline.shape
-            assert (streamed - offline).abs().max().item() <= 1e-5
+    _assert_streams_like_offline(_encoder(**kw), torch.randn(2, 157, 20))
 
 
 def test_streaming_memory_is_bounded_by_chunk_and_cache():
