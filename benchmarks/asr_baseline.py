@@ -440,6 +440,8 @@ def table_rows(train: dict[str, dict], speed: dict[str, Any], models: list[str])
             "per": _percent(t.get("per", t.get("error"))),
             "per_check": _percent(s.get("greedy", {}).get(metric)),
             "beam": _percent(s.get("beam", {}).get(metric)),
+            "wer": _percent(t.get("dev", {}).get("wer")),
+            "wer_beam": _percent(s.get("beam", {}).get("wer")),
             "epochs": f"{t.get('best_epoch', '-')} / {t.get('epochs', '-')}",
             "steps": t.get("steps", "-"),
             "minutes": _or_dash(t.get("minutes")),
@@ -584,8 +586,11 @@ def main() -> None:
                ("per_check", f"dev {tag} % re-decoded (greedy)"), ("beam", beam_header), ("epochs", "best / epochs"),
                ("steps", "steps"), ("minutes", "train min"), ("s_step", "s/step"), ("wall", "process min"),
                ("decode", "decode dev s"), ("rtf", "RTF"), ("vs", "speed vs Conformer")]
+    if metric == "cer":  # character tokens spell words: word error rates too
+        at = [c[0] for c in columns].index("epochs")
+        columns[at:at] = [("wer", f"dev WER % ({trained_decode}, best)"), ("wer_beam", f"dev WER % beam {args.beam}")]
     if not args.beam:
-        columns = [c for c in columns if c[0] != "beam"]
+        columns = [c for c in columns if c[0] not in ("beam", "wer_beam")]
     print_table(table_rows(train, speed, models), columns)
     ours, theirs = train.get("truncated", {}).get("per"), train.get("conformer", {}).get("per")
     ratio = ours / theirs if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and theirs else None
