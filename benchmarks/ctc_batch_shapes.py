@@ -47,6 +47,7 @@ SMOKE_OVERRIDES = ["data.max_train_utterances=200", "data.max_dev_utterances=20"
 
 def measure(model: str, multiple: int, args: argparse.Namespace) -> dict[str, Any]:
     """One (model, pad_multiple) pair, in this (worker) process."""
+    from speechattn.data.batching import padded_length
     from speechattn.tasks import load_task_recipe
     from speechattn.tasks.ctc import CTCTask
 
@@ -89,7 +90,7 @@ def measure(model: str, multiple: int, args: argparse.Namespace) -> dict[str, An
         start = time.perf_counter()
         step(batch)
         times.append(time.perf_counter() - start)
-    padded = [-(-max(task.train_feats[i].shape[0] for i in b) // multiple) * multiple for b in batches]
+    padded = [padded_length(max(task.train_feats[i].shape[0] for i in b), multiple) for b in batches]
     blocks = [1000 * statistics.mean(times[i : i + args.block]) for i in range(0, len(times), args.block)]
     return {"model": model, "pad_multiple": multiple, "steps": len(times), "ms_per_step": 1000 * statistics.mean(times),
             "block_ms": blocks, "mean_padded_frames": statistics.mean(padded), "distinct_lengths": len(set(padded)),

@@ -6,7 +6,14 @@ from typing import Iterator, Sequence
 
 from torch import Tensor, nn
 
-__all__ = ["length_batches", "pad_batch"]
+__all__ = ["length_batches", "pad_batch", "padded_length"]
+
+
+def padded_length(longest: int, multiple: int = 1) -> int:
+    """``longest`` rounded up to a multiple of ``multiple``: the time length of a :func:`pad_batch`."""
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
+    return -(-longest // multiple) * multiple
 
 
 def pad_batch(seqs: Sequence[Tensor], multiple: int = 1, padding_value: float = 0.0) -> Tensor:
@@ -17,12 +24,9 @@ def pad_batch(seqs: Sequence[Tensor], multiple: int = 1, padding_value: float = 
     shape (and freshly sized buffers) then get reused, which makes training steps of whole
     variable-length utterances faster (see RESULTS.md, CTC section) for a few extra padded frames.
     """
-    if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, got {multiple}")
     if not seqs:
         raise ValueError("pad_batch needs at least one sequence")
-    longest = max(s.shape[0] for s in seqs)
-    time = -(-longest // multiple) * multiple
+    time = padded_length(max(s.shape[0] for s in seqs), multiple)
     out = seqs[0].new_full((len(seqs), time, *seqs[0].shape[1:]), padding_value)
     for i, s in enumerate(seqs):
         out[i, : s.shape[0]] = s

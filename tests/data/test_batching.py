@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from speechattn.data.batching import length_batches, pad_batch
+from speechattn.data.batching import length_batches, pad_batch, padded_length
 
 
 def test_pad_batch_rounds_time_up_and_keeps_values():
@@ -36,3 +36,10 @@ def test_length_batches_cover_every_sequence_once():
         assert x.shape[0] * x.shape[1] <= max(20, int(lengths.min()))
         seen += idx
     assert sorted(seen) == list(range(5))
+
+
+def test_padded_length_rounds_up_to_the_multiple():
+    assert [padded_length(n, 32) for n in (1, 32, 33, 64)] == [32, 32, 64, 64]
+    assert padded_length(7) == 7
+    with pytest.raises(ValueError, match="multiple"):
+        padded_length(5, 0)
