@@ -38,6 +38,8 @@ class TrainConfig:
     max_epochs: int = 100
     max_minutes: float | None = None
     lr: float = 2e-3
+    #: AdamW's (beta1, beta2): moving-average rates of the gradient and of its square.
+    betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.05
     warmup_steps: int = 200
     min_lr_ratio: float = 0.01
@@ -56,6 +58,8 @@ class TrainConfig:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must both be in [0, 1), got {list(self.betas)}")
         if self.weight_decay < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
             raise ValueError("weight_decay, warmup_steps and grad_clip must be >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
@@ -123,6 +127,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr,
+            betas=cfg.betas,
         )
         state = {"step": 0, "epoch": 0, "elapsed": 0.0, "best": None, "best_epoch": 0, "bad_evals": 0,
                  "best_metrics": {}}

@@ -148,10 +148,18 @@ def test_schedule_warmup_then_cosine():
 
 
 @pytest.mark.parametrize("kw", [dict(batch_size=0), dict(lr=0), dict(max_minutes=-1), dict(min_lr_ratio=2),
-                                dict(early_stopping=0), dict(threads=0)])
+                                dict(early_stopping=0), dict(threads=0), dict(betas=(0.9, 1.0)),
+                                dict(betas=(-0.1, 0.98))])
 def test_bad_train_config(kw):
     with pytest.raises(ValueError):
         TrainConfig(**kw)
+
+
+def test_adamw_betas_come_from_the_config(tmp_path):
+    config = TrainConfig(max_epochs=1, lr=0.05, warmup_steps=0, betas=(0.8, 0.98))
+    Trainer(config, tmp_path, progress_bar=False).fit(ToyTask())
+    groups = load_state(tmp_path / "checkpoints" / "last.pt")["optimizer"]["param_groups"]
+    assert groups and all(tuple(g["betas"]) == (0.8, 0.98) for g in groups)
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
