@@ -149,7 +149,8 @@ def test_schedule_warmup_then_cosine():
 
 @pytest.mark.parametrize("kw", [dict(batch_size=0), dict(lr=0), dict(max_minutes=-1), dict(min_lr_ratio=2),
                                 dict(early_stopping=0), dict(threads=0), dict(betas=(0.9, 1.0)),
-                                dict(betas=(-0.1, 0.98))])
+                                dict(betas=(-0.1, 0.98)), dict(betas=(0.9,)),
+                                dict(betas=(0.9, 0.98, 0.99))])
 def test_bad_train_config(kw):
     with pytest.raises(ValueError):
         TrainConfig(**kw)
