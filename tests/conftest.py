@@ -12,6 +12,19 @@ from speechattn.paths import ENV_VAR, data_root
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_feature_cache(tmp_path_factory):
+    """Point ``$SPEECHATTN_CACHE`` at a temporary folder for the whole session.
+
+    Tests extract features from files they generate under fresh temporary paths, so each run
+    would leave new, never reused entries in the user's ``~/.cache/speechattn``.
+    """
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPEECHATTN_CACHE", str(tmp_path_factory.mktemp("speechattn-cache")))
+    yield
+    mp.undo()
+
+
 def _corpus(name: str) -> Path:
     root = data_root()
     path = root / name
