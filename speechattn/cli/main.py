@@ -265,6 +265,53 @@ def data_prepare(name: str, root: Path | None, source: Path | None, copy: bool, 
     click.echo(f"{status.name}: {status.status}{how} in {target}")
 
 
+# ----------------------------------------------------------------------------- cache
+
+@main.group(cls=_Group)
+def cache() -> None:
+    """Show or free the feature cache ($SPEECHATTN_CACHE, else ~/.cache/speechattn)."""
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def _day(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d", time.localtime(t))
+
+
+@cache.command("info")
+def cache_info() -> None:
+    """How many cached feature sets there are, their size and age."""
+    from speechattn.data.featcache import cache_dir, cache_entries
+
+    entries = cache_entries()
+    click.echo(f"feature cache: {cache_dir() / 'features'}")
+    if not entries:
+        click.echo("0 entries")
+        return
+    total = sum(e.size for e in entries)
+    count = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+    click.echo(f"{count}, {_size(total)}; last used between {_day(entries[0].last_used)} "
+               f"and {_day(entries[-1].last_used)}")
+
+
+@cache.command("clear")
+@click.option("--unused-for", "unused_days", type=click.FloatRange(min=0), metavar="DAYS", default=None,
+              help="Only delete entries not written or read for DAYS days (default: all).")
+@click.option("--dry-run", is_flag=True, help="Only show what would be deleted.")
+def cache_clear(unused_days: float | None, dry_run: bool) -> None:
+    """Delete cached features; they are extracted again when next needed."""
+    from speechattn.data.featcache import cache_dir, clear_cache
+
+    gone = clear_cache(unused_days, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    files = f"{len(gone)} file{'' if len(gone) == 1 else 's'}"
+    click.echo(f"{verb} {files}, {_size(sum(e.size for e in gone))} from {cache_dir() / 'features'}")
+
+
 # ----------------------------------------------------------------------------- train
 
 @main.command()

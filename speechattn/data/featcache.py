@@ -4,7 +4,8 @@ Training reads every utterance many times; decoding Ogg and computing filterbank
 keeping the features in memory (and on disk, for the next run) makes an epoch cost only the
 model. The cache key covers the file list (paths, sizes, modification times) and the feature
 configuration, so a changed file or setting is never served stale. Unreadable files are
-reported and skipped; the rest goes on.
+reported and skipped; the rest goes on. Reading an entry marks it used (its modification time),
+and :func:`clear_cache` (``speechattn cache clear --unused-for DAYS``) deletes the stale ones.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -26,7 +28,8 @@ from speechattn.audio import AudioError, FeatureExtractor, load_audio
 from speechattn.data.manifest import Manifest
 from speechattn.training.checkpoint import atomic_write
 
-__all__ = ["FeatureSet", "extract_features", "perturbed_features", "cache_dir"]
+__all__ = ["FeatureSet", "extract_features", "perturbed_features", "cache_dir", "CacheEntry", "cache_entries",
+           "clear_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,7 @@ def extract_features(
             flat, offsets = blob["feats"], blob["offsets"].tolist()
             feats = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
             kept = Manifest([u for u in manifest if u.id not in meta["failures"]])
+            _mark_used(path)
             return FeatureSet(kept, feats, meta["failures"])
         except Exception as err:  # a corrupt cache is rebuilt, never trusted
             log.warning("ignoring unreadable feature cache %s (%s)", path, err)
@@ -121,6 +125,67 @@ def extract_features(
         blob = {"feats": torch.cat(feats).contiguous(), "offsets": offsets, "meta": meta}
         atomic_write(path, lambda tmp: save_file(blob, tmp))
     return FeatureSet(Manifest(kept_utts), feats, failures)
+
+
+def _mark_used(path: Path) -> None:
+    """Set the entry's modification time to now: :func:`clear_cache` ages entries by last use."""
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache still serves features
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheEntry:
+    """One cached feature set: its file, size in bytes, and when it was last written or read."""
+
+    path: Path
+    size: int
+    last_used: float  # POSIX time
+
+
+def cache_entries() -> list[CacheEntry]:
+    """The entries under ``cache_dir()/features``, least recently used first."""
+    folder = cache_dir() / "features"
+    entries = []
+    for path in folder.glob("*.safetensors") if folder.is_dir() else ():
+        try:
+            st = path.stat()
+        except OSError:  # removed meanwhile
+            continue
+        entries.append(CacheEntry(path, st.st_size, st.st_mtime))
+    return sorted(entries, key=lambda e: e.last_used)
+
+
+#: Temporary files of interrupted writes are removed once they are this old (seconds).
+_STALE_TMP_SECONDS = 3600.0
+
+
+def clear_cache(unused_days: float | None = None, *, dry_run: bool = False) -> list[CacheEntry]:
+    """Delete cached feature sets; returns what was (or, with ``dry_run``, would be) deleted.
+
+    Args:
+        unused_days (float or None): Only entries not written or read for this many days;
+            None: every entry. Leftovers of interrupted writes older than an hour always go.
+        dry_run (bool): Only report.
+    """
+    if unused_days is not None and unused_days < 0:
+        raise ValueError(f"unused_days must be >= 0 or None, got {unused_days}")
+    now = time.time()
+    cutoff = now if unused_days is None else now - unused_days * 86400.0
+    doomed = [e for e in cache_entries() if unused_days is None or e.last_used < cutoff]
+    folder = cache_dir() / "features"
+    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+        try:
+            st = tmp.stat()
+        except OSError:
+            continue
+        if now - st.st_mtime > _STALE_TMP_SECONDS:
+            doomed.append(CacheEntry(tmp, st.st_size, st.st_mtime))
+    if not dry_run:
+        for entry in doomed:
+            entry.path.unlink(missing_ok=True)
+    return doomed
 
 
 def perturbed_features(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,41 @@ def test_perturbed_copies_are_new_speakers(cache, tmp_path):
     assert [u.speaker for u in both.manifest] == ["spk1", "spk1-sp0.8"]
     assert both.manifest[1].extra["speed"] == 0.8
     assert both.feats[1].shape[0] > both.feats[0].shape[0]  # slowed down: longer
+
+
+def _age(path: Path, days: float) -> None:
+    t = path.stat().st_mtime - days * 86400
+    os.utime(path, (t, t))
+
+
+def test_a_cache_hit_counts_as_use(cache, manifest):
+    extractor = FeatureExtractor(num_mel_bins=40)
+    extract_features(manifest, extractor, progress=False)
+    (entry,) = _entries(cache)
+    _age(entry, 10)
+    extract_features(manifest, extractor, progress=False)
+    (listed,) = featcache.cache_entries()
+    assert listed.path == entry and time.time() - listed.last_used < 60
+
+
+def test_clear_cache_by_last_use_and_leftovers(cache, manifest):
+    old = extract_features(manifest[:1], FeatureExtractor(num_mel_bins=40), progress=False)
+    extract_features(manifest, FeatureExtractor(num_mel_bins=40), progress=False)
+    first, second = sorted(_entries(cache), key=lambda p: p.stat().st_size)
+    _age(first, 30)
+    stale_tmp = cache / f".{second.name}.abc.tmp"
+    fresh_tmp = cache / f".{second.name}.def.tmp"
+    stale_tmp.write_bytes(b"x" * 10)
+    fresh_tmp.write_bytes(b"y")
+    _age(stale_tmp, 1)
+    assert [e.path for e in featcache.cache_entries()] == [first, second]  # least recently used first
+    preview = featcache.clear_cache(7, dry_run=True)
+    assert {e.path for e in preview} == {first, stale_tmp} and first.exists() and stale_tmp.exists()
+    featcache.clear_cache(7)
+    assert _entries(cache) == [second] and not stale_tmp.exists() and fresh_tmp.exists()
+    assert old.feats  # what was loaded stays usable
+    featcache.clear_cache()
+    assert _entries(cache) == []
+    with pytest.raises(ValueError, match="unused_days"):
+        featcache.clear_cache(-1)
+
