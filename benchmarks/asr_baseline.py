@@ -196,10 +196,9 @@ def load(args: argparse.Namespace, model: str | None = None) -> Any:  # -> CTCRe
 
 
 def _cache_files() -> set[str]:
-    from speechattn.data.featcache import cache_dir
+    from speechattn.data.featcache import cache_entries
 
-    folder = cache_dir() / "features"
-    return set(os.listdir(folder)) if folder.is_dir() else set()
+    return {entry.path.name for entry in cache_entries()}
 
 
 # --------------------------------------------------------------------------- training worker

@@ -25,6 +25,13 @@ def _private_feature_cache(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """An empty feature cache of the test's own; returns its ``features/`` folder."""
+    monkeypatch.setenv("SPEECHATTN_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "features"
+
+
 def _corpus(name: str) -> Path:
     root = data_root()
     path = root / name

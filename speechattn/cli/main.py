@@ -285,10 +285,10 @@ def _day(t: float) -> str:
 @cache.command("info")
 def cache_info() -> None:
     """How many cached feature sets there are, their size and age."""
-    from speechattn.data.featcache import cache_dir, cache_entries
+    from speechattn.data.featcache import cache_entries, features_dir
 
     entries = cache_entries()
-    click.echo(f"feature cache: {cache_dir() / 'features'}")
+    click.echo(f"feature cache: {features_dir()}")
     if not entries:
         click.echo("0 entries")
         return
@@ -304,12 +304,12 @@ def cache_info() -> None:
 @click.option("--dry-run", is_flag=True, help="Only show what would be deleted.")
 def cache_clear(unused_days: float | None, dry_run: bool) -> None:
     """Delete cached features; they are extracted again when next needed."""
-    from speechattn.data.featcache import cache_dir, clear_cache
+    from speechattn.data.featcache import clear_cache, features_dir
 
     gone = clear_cache(unused_days, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     files = f"{len(gone)} file{'' if len(gone) == 1 else 's'}"
-    click.echo(f"{verb} {files}, {_size(sum(e.size for e in gone))} from {cache_dir() / 'features'}")
+    click.echo(f"{verb} {files}, {_size(sum(e.size for e in gone))} from {features_dir()}")
 
 
 # ----------------------------------------------------------------------------- train

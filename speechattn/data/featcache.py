@@ -28,8 +28,8 @@ from speechattn.audio import AudioError, FeatureExtractor, load_audio
 from speechattn.data.manifest import Manifest
 from speechattn.training.checkpoint import atomic_write
 
-__all__ = ["FeatureSet", "extract_features", "perturbed_features", "cache_dir", "CacheEntry", "cache_entries",
-           "clear_cache"]
+__all__ = ["FeatureSet", "extract_features", "perturbed_features", "cache_dir", "features_dir", "CacheEntry",
+           "cache_entries", "clear_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 def cache_dir() -> Path:
     """``$SPEECHATTN_CACHE`` or ``~/.cache/speechattn``."""
     return Path(os.environ.get("SPEECHATTN_CACHE", Path.home() / ".cache" / "speechattn"))
+
+
+def features_dir() -> Path:
+    """Where the cached feature sets are: ``cache_dir()/features``."""
+    return cache_dir() / "features"
 
 
 @dataclasses.dataclass
@@ -86,7 +91,7 @@ def extract_features(
     """
     if speed <= 0:
         raise ValueError(f"speed must be > 0, got {speed}")
-    path = cache_dir() / "features" / f"{_key(manifest, extractor, speed)}.safetensors"
+    path = features_dir() / f"{_key(manifest, extractor, speed)}.safetensors"
     if use_cache and path.exists():
         try:
             blob = load_file(str(path))
@@ -145,8 +150,8 @@ class CacheEntry:
 
 
 def cache_entries() -> list[CacheEntry]:
-    """The entries under ``cache_dir()/features``, least recently used first."""
-    folder = cache_dir() / "features"
+    """The entries under :func:`features_dir`, least recently used first."""
+    folder = features_dir()
     entries = []
     for path in folder.glob("*.safetensors") if folder.is_dir() else ():
         try:
@@ -172,9 +177,8 @@ def clear_cache(unused_days: float | None = None, *, dry_run: bool = False) -> l
     if unused_days is not None and unused_days < 0:
         raise ValueError(f"unused_days must be >= 0 or None, got {unused_days}")
     now = time.time()
-    cutoff = now if unused_days is None else now - unused_days * 86400.0
-    doomed = [e for e in cache_entries() if unused_days is None or e.last_used < cutoff]
-    folder = cache_dir() / "features"
+    doomed = [e for e in cache_entries() if unused_days is None or e.last_used < now - unused_days * 86400.0]
+    folder = features_dir()
     for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
         try:
             st = tmp.stat()

@@ -5,20 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
 from speechattn.audio import FeatureExtractor
 from speechattn.cli.main import main
-from speechattn.data.featcache import extract_features
+from speechattn.data.featcache import cache_entries, extract_features
 from speechattn.data.manifest import Manifest, Utterance
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("SPEECHATTN_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "features"
 
 
 def _one_file_manifest(tmp_path: Path) -> Manifest:
@@ -27,8 +20,8 @@ def _one_file_manifest(tmp_path: Path) -> Manifest:
     return Manifest([Utterance("a", path)])
 
 
-def _entries(cache: Path) -> list[Path]:
-    return sorted(cache.glob("*.safetensors")) if cache.is_dir() else []
+def _entries() -> list[Path]:
+    return [entry.path for entry in cache_entries()]
 
 
 def test_cache_command_line(cache, tmp_path):
@@ -37,13 +30,13 @@ def test_cache_command_line(cache, tmp_path):
     empty = runner.invoke(main, ["cache", "info"])
     assert empty.exit_code == 0 and "0 entries" in empty.output and str(cache) in empty.output
     extract_features(manifest, FeatureExtractor(num_mel_bins=40), progress=False)
-    size = _entries(cache)[0].stat().st_size
+    size = _entries()[0].stat().st_size
     info = runner.invoke(main, ["cache", "info"])
     assert info.exit_code == 0 and f"1 entry, {size / 1e6:.1f} MB" in info.output
     kept = runner.invoke(main, ["cache", "clear", "--unused-for", "1"])
-    assert kept.exit_code == 0 and "deleted 0 files" in kept.output and len(_entries(cache)) == 1
+    assert kept.exit_code == 0 and "deleted 0 files" in kept.output and len(_entries()) == 1
     dry = runner.invoke(main, ["cache", "clear", "--dry-run"])
-    assert "would delete 1 file," in dry.output and len(_entries(cache)) == 1
-    assert runner.invoke(main, ["cache", "clear"]).exit_code == 0 and _entries(cache) == []
+    assert "would delete 1 file," in dry.output and len(_entries()) == 1
+    assert runner.invoke(main, ["cache", "clear"]).exit_code == 0 and _entries() == []
     bad = runner.invoke(main, ["cache", "clear", "--unused-for", "-2"])
     assert bad.exit_code == 2 and "--unused-for" in bad.output

@@ -26,12 +26,6 @@ def _write(path: Path, seconds: float, seed: int) -> Path:
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("SPEECHATTN_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "features"
-
-
-@pytest.fixture
 def manifest(tmp_path) -> Manifest:
     return Manifest([Utterance(f"u{i}", _write(tmp_path / f"u{i}.wav", 0.3 + 0.1 * i, i)) for i in range(3)])
 
