@@ -6,9 +6,84 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CONV_NORMS", "ConvModule"]
+__all__ = ["CONV_NORMS", "ConvModule", "depthwise_conv"]
 
 CONV_NORMS = ("layer", "batch")
+
+
+def depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Depthwise 1-D convolution over time, without padding, in time-major layout.
+
+    The same as ``conv1d(x.transpose(1, 2), weight, bias, groups=D).transpose(1, 2)`` but done
+    as a 2-D convolution on the channels-last view of ``x``, with no layout copy; its backward
+    computes the weight gradient as one grouped convolution (see :class:`_DepthwiseConv`). On
+    CPU this is several times faster than ``nn.Conv1d`` on the transposed input.
+
+    Args:
+        x: (batch, time + K - 1, D).
+        weight: (D, 1, K), as in ``nn.Conv1d(D, D, K, groups=D)``.
+        bias: (D,) or ``None``.
+
+    Returns:
+        Tensor: (batch, time, D).
+    """
+    if x.dim() != 3 or weight.dim() != 3 or weight.shape[0] != x.shape[2] or weight.shape[1] != 1:
+        raise ValueError(f"depthwise_conv: x (batch, time, D) and weight (D, 1, K) expected, "
+                         f"got {tuple(x.shape)} and {tuple(weight.shape)}")
+    if x.shape[1] < weight.shape[2]:
+        raise ValueError(f"depthwise_conv: {x.shape[1]} frames are fewer than the kernel width {weight.shape[2]}")
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+        return _DepthwiseConv.apply(x, weight, bias)
+    return _conv_time_major(x, weight, bias)
+
+
+def _conv_time_major(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """(B, T + K - 1, D) -> (B, T, D); the (B, D, 1, T) view of a time-major tensor is channels-last."""
+    y = F.conv2d(x.transpose(1, 2).unsqueeze(2), weight.unsqueeze(2), bias, groups=x.shape[2])
+    return y.squeeze(2).transpose(1, 2)
+
+
+class _DepthwiseConv(torch.autograd.Function):
+    """:func:`depthwise_conv` with a faster backward on CPU.
+
+    The input gradient is the convolution of the zero-padded output gradient with the flipped
+    kernel. The weight gradient, ``dW[d, k] = sum_{b,t} x[b, t + k, d] * dy[b, t, d]``, is one
+    convolution with a group per (batch, channel) pair, the output gradient being the kernel:
+    faster than the generic depthwise weight gradient. Runs in the input's dtype (autocast picks
+    it before the call); gradients come back in each argument's dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        w = weight.to(x.dtype)
+        b = None if bias is None else bias.to(x.dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            y = _conv_time_major(x, w, b)
+        ctx.save_for_backward(x, w)
+        ctx.weight_dtype = weight.dtype
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        batch, frames, dim = x.shape
+        k = w.shape[2]
+        grad = grad.to(x.dtype)
+        acc = torch.promote_types(x.dtype, torch.float32)  # sums in at least float32
+        grad_x = grad_w = grad_b = None
+        with torch.autocast(x.device.type, enabled=False):
+            if ctx.needs_input_grad[0]:
+                grad_x = _conv_time_major(F.pad(grad, (0, 0, k - 1, k - 1)), w.flip(-1), None)
+            if ctx.needs_input_grad[1]:
+                time = frames - k + 1
+                inp = x.transpose(1, 2).reshape(1, batch * dim, 1, frames)
+                kernel = grad.transpose(1, 2).reshape(batch * dim, 1, 1, time)
+                grad_w = F.conv2d(inp, kernel, groups=batch * dim).view(batch, dim, k).sum(0, dtype=acc)
+                grad_w = grad_w.unsqueeze(1).to(ctx.weight_dtype)
+            if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
+                grad_b = grad.sum((0, 1), dtype=acc).to(ctx.bias_dtype)
+        return grad_x, grad_w, grad_b
 
 
 class ConvModule(nn.Module):
@@ -54,7 +129,7 @@ class ConvModule(nn.Module):
 
     def mix(self, g: Tensor) -> Tensor:
         """Depthwise convolution without padding: (batch, time + K - 1, D) -> (batch, time, D)."""
-        return self.depthwise(g.transpose(1, 2)).transpose(1, 2)
+        return depthwise_conv(g, self.depthwise.weight, self.depthwise.bias)
 
     def post(self, c: Tensor, valid: Tensor | None = None) -> Tensor:
         """Per-frame part after the convolution: (batch, time, D) -> (batch, time, D).

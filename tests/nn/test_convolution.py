@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from speechattn.nn.convolution import ConvModule
+from speechattn.nn.convolution import ConvModule, depthwise_conv
 from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
 from tests.nn.test_encoder import _assert_streams_like_offline, _stream
 
@@ -181,3 +181,56 @@ def test_long_inputs_stream_in_chunks_with_convolution(subsampling, monkeypatch)
 def test_docstrings_mention_conv_kernel():
     assert "conv_kernel" in (TruncatedEncoder.__doc__ or "")
     assert "conv_kernel" in (EncoderConfig.__doc__ or "")
+
+
+def _depthwise_reference(x, weight, bias):
+    return torch.nn.functional.conv1d(x.transpose(1, 2), weight, bias, groups=x.shape[2]).transpose(1, 2)
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_depthwise_conv_matches_conv1d_with_gradients(with_bias):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 40, 6, generator=gen, dtype=torch.float64)
+    w = torch.randn(6, 1, 5, generator=gen, dtype=torch.float64)
+    b = torch.randn(6, generator=gen, dtype=torch.float64) if with_bias else None
+    up = torch.randn(3, 36, 6, generator=gen, dtype=torch.float64)
+    results = []
+    for fn in (depthwise_conv, _depthwise_reference):
+        leaves = [t.clone().requires_grad_() for t in (x, w) + ((b,) if with_bias else ())]
+        y = fn(leaves[0], leaves[1], leaves[2] if with_bias else None)
+        (y * up).sum().backward()
+        results.append([y.detach()] + [t.grad for t in leaves])
+    for ours, ref in zip(*results):
+        assert ours.shape == ref.shape
+        assert (ours - ref).abs().max().item() <= 1e-10
+    leaves = [t.clone().requires_grad_() for t in (x, w) + ((b,) if with_bias else ())]
+    assert torch.autograd.gradcheck(lambda *a: depthwise_conv(a[0], a[1], a[2] if with_bias else None), leaves)
+
+
+def test_depthwise_conv_in_bf16_autocast_is_as_close_as_conv1d():
+    """Gradients come back in the parameters' dtype and as close to float32 as nn.Conv1d's."""
+    gen = torch.Generator().manual_seed(2)
+    conv = torch.nn.Conv1d(64, 64, 15, groups=64)
+    x = torch.randn(8, 74, 64, generator=gen)
+    up = torch.randn(8, 60, 64, generator=gen)
+
+    def grads(fn, bf16):
+        conv.zero_grad()
+        xi = (x.bfloat16() if bf16 else x).clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = fn(xi, conv.weight, conv.bias)
+        y.float().backward(up)
+        return [xi.grad.float(), conv.weight.grad.clone(), conv.bias.grad.clone()]
+
+    exact = grads(_depthwise_reference, False)
+    for ours, theirs, ref in zip(grads(depthwise_conv, True), grads(_depthwise_reference, True), exact):
+        assert ours.dtype == ref.dtype
+        scale = ref.abs().max().item()
+        assert (ours - ref).abs().max().item() <= 2 * max((theirs - ref).abs().max().item(), 1e-3 * scale)
+
+
+def test_depthwise_conv_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="weight"):
+        depthwise_conv(torch.zeros(1, 10, 4), torch.zeros(3, 1, 3))
+    with pytest.raises(ValueError, match="fewer than the kernel"):
+        depthwise_conv(torch.zeros(1, 2, 4), torch.zeros(4, 1, 3))
