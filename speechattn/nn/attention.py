@@ -20,10 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["truncated_attention", "band_mask"]
+__all__ = ["DENSE_MAX_FRAMES", "truncated_attention", "band_mask"]
 
 # Budget (in elements) for the per-group temporaries: padded q/k/v copies and scores.
 _GROUP_ELEMENTS = 8 * 1024 * 1024
+
+#: Sequences of up to this many frames use a dense (T x T) kernel with the band as a mask: on
+#: CPU it beats the blocked kernel there, in training (forward + backward) and in inference, for
+#: windows of 16..64 frames (``benchmarks/attention_short.py``).
+DENSE_MAX_FRAMES = 160
 
 
 def band_mask(
@@ -98,9 +103,10 @@ def truncated_attention(
         ``scaled_dot_product_attention(q, k, v, attn_mask=band & valid_keys)`` on valid queries.
 
     Full attention (``left = right = None``) uses PyTorch's SDPA kernels. A window open on one
-    side only (``None`` with an int) is ``O(T^2)`` and uses a dense mask, and so does a sequence
-    shorter than one block's key window (``T <= block + left + right``), where that is cheaper.
-    Otherwise the cost is ``O(T * (left + right + block))`` in time and memory.
+    side only (``None`` with an int) is ``O(T^2)`` and uses a dense mask, and so does a short
+    sequence (``T <= 160`` frames, or one block's key window ``block + left + right`` if that is
+    longer), where a dense kernel is faster (``benchmarks/attention_short.py``). Otherwise the
+    cost is ``O(T * (left + right + block))`` in time and memory.
     """
     _check_args(q, k, v, left, right, lengths)
     if block is not None and block < 1:
@@ -113,9 +119,9 @@ def truncated_attention(
         return _dense_attention(q, k, v, left, right, lengths, scale)
     if q.is_cuda and _flex_available():
         return _flex_attention(q, k, v, left, right, lengths, scale)
-    if block is None and time <= _default_block(left, right) + left + right:
-        # A sequence no longer than one block's key window: one fused SDPA call over the whole
-        # (T x T) band costs less than the blocked kernel (typical of training crops).
+    if block is None and time <= max(DENSE_MAX_FRAMES, _default_block(left, right) + left + right):
+        # A short sequence (typical of training batches): one dense (T x T) pass over the band
+        # costs less than the blocked kernel.
         return _dense_attention(q, k, v, left, right, lengths, scale)
     return _banded_attention(q, k, v, left, right, lengths, scale, block)
 
@@ -141,7 +147,15 @@ def _dense_attention(
         # A query whose window holds no valid key would give NaN; give it its own key instead.
         # Such queries are padding, and their output is zeroed below.
         mask = mask | torch.eye(time, dtype=torch.bool, device=q.device)[None, None]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if needs_grad and mask is not None and q.device.type == "cpu" and time <= DENSE_MAX_FRAMES:
+        # SDPA with a mask falls back to a slow backward on CPU; three plain operations are
+        # 2-3 times faster for training at these lengths. Row maxima stay finite (the diagonal).
+        scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
+        scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+        out = torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     if lengths is not None:
         out = out * valid[:, None, :, None].to(out.dtype)
     return out
@@ -258,20 +272,22 @@ def _flat_windows(x: Tensor, left: int, right: int, block: int, padded: int) -> 
 
 
 class _Windows(torch.autograd.Function):
-    """``flat.unfold(0, width, step).transpose(1, 2)`` with a fast backward.
+    """``flat.unfold(0, width, step).transpose(1, 2)``, copied out, with a fast backward.
 
-    The windows overlap, so the gradient of ``flat`` sums the gradients of every window slot
-    that reads a frame. PyTorch's generic ``unfold_backward`` does this slowly on CPU; here the
-    window gradient is cut into ``ceil(width / step)`` slices of ``step`` slots, and each slice
-    is added into ``flat`` with one strided ``add_`` (slice ``s`` of window ``n`` is frames
-    ``n * step + s * step ..``).
+    For training the windows are materialised (a contiguous copy, ``width / step`` times the
+    input): the matrix products of the forward and backward passes would otherwise each copy
+    the overlapping view again. The windows overlap, so the gradient of ``flat`` sums the
+    gradients of every window slot that reads a frame. PyTorch's generic ``unfold_backward``
+    does this slowly on CPU; here the window gradient is cut into ``ceil(width / step)`` slices
+    of ``step`` slots, and each slice is added into ``flat`` with one strided ``add_`` (slice
+    ``s`` of window ``n`` is frames ``n * step + s * step ..``).
     """
 
     @staticmethod
     def forward(ctx, flat: Tensor, width: int, step: int) -> Tensor:  # type: ignore[override]
         ctx.length = flat.shape[0]
         ctx.step = step
-        return flat.unfold(0, width, step).transpose(1, 2)
+        return flat.unfold(0, width, step).transpose(1, 2).contiguous()
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]

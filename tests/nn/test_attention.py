@@ -8,7 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from speechattn.nn.attention import band_mask, truncated_attention
+import speechattn.nn.attention as attention_module
+from speechattn.nn.attention import DENSE_MAX_FRAMES, band_mask, truncated_attention
+
+# block=None lets truncated_attention choose: sequences of <= DENSE_MAX_FRAMES frames take the
+# dense path (SDPA, or plain operations when gradients are needed). An explicit block forces the
+# banded kernel. Tests that check results run both.
+PATHS = pytest.mark.parametrize("block", [None, 16], ids=["auto", "banded"])
 
 
 def _valid(lengths: torch.Tensor, time: int) -> torch.Tensor:
@@ -47,6 +53,7 @@ def _random_case(gen: torch.Generator, batch, heads, time, dim):
     return q, k, v, lengths
 
 
+@PATHS
 @pytest.mark.parametrize(
     "batch,heads,time,dim,left,right",
     [
@@ -61,10 +68,10 @@ def _random_case(gen: torch.Generator, batch, heads, time, dim):
         (2, 2, 50, 8, 4, None),
     ],
 )
-def test_matches_dense_band_sdpa(batch, heads, time, dim, left, right):
+def test_matches_dense_band_sdpa(batch, heads, time, dim, left, right, block):
     gen = torch.Generator().manual_seed(time * 7 + dim)
     q, k, v, lengths = _random_case(gen, batch, heads, time, dim)
-    out = truncated_attention(q, k, v, left, right, lengths)
+    out = truncated_attention(q, k, v, left, right, lengths, block=block)
     ref = dense_reference(q, k, v, left, right, lengths)
     valid = _valid(lengths, time)[:, None, :, None]
     assert out.shape == (batch, heads, time, dim)
@@ -82,16 +89,18 @@ def test_block_size_does_not_change_result(block):
     assert ((out - ref) * valid).abs().max().item() <= 1e-5
 
 
-def test_matches_literal_per_query_loop():
+@PATHS
+def test_matches_literal_per_query_loop(block):
     gen = torch.Generator().manual_seed(3)
     for left, right in [(5, 2), (0, 7), (12, 0), (None, None)]:
         q, k, v, lengths = _random_case(gen, 2, 2, 41, 8)
-        out = truncated_attention(q, k, v, left, right, lengths).double()
+        out = truncated_attention(q, k, v, left, right, lengths, block=block).double()
         ref = loop_reference(q, k, v, left, right, lengths)
         assert (out - ref).abs().max().item() <= 1e-5, (left, right)
 
 
-def test_random_shapes_and_windows():
+@PATHS
+def test_random_shapes_and_windows(block):
     gen = torch.Generator().manual_seed(11)
     for _ in range(25):
         batch = int(torch.randint(1, 4, (1,), generator=gen))
@@ -101,7 +110,7 @@ def test_random_shapes_and_windows():
         left = int(torch.randint(0, 70, (1,), generator=gen))
         right = int(torch.randint(0, 30, (1,), generator=gen))
         q, k, v, lengths = _random_case(gen, batch, heads, time, dim)
-        out = truncated_attention(q, k, v, left, right, lengths)
+        out = truncated_attention(q, k, v, left, right, lengths, block=block)
         ref = dense_reference(q, k, v, left, right, lengths)
         valid = _valid(lengths, time)[:, None, :, None]
         assert ((out - ref) * valid).abs().max().item() <= 1e-5, (batch, heads, time, dim, left, right)
@@ -119,13 +128,14 @@ def test_extra_padding_never_changes_valid_outputs():
         assert out[:, :, 60:].abs().max().item() == 0.0
 
 
-def test_gradients_match_dense_reference():
+@PATHS
+def test_gradients_match_dense_reference(block):
     gen = torch.Generator().manual_seed(7)
     q, k, v, lengths = _random_case(gen, 2, 2, 70, 8)
     valid = _valid(lengths, 70)[:, None, :, None].float()
     weight = torch.randn(2, 2, 70, 8, generator=gen)
     grads = []
-    for fn in (truncated_attention, dense_reference):
+    for fn in (lambda *a: truncated_attention(*a, block=block), dense_reference):
         leaves = [x.clone().requires_grad_() for x in (q, k, v)]
         out = fn(*leaves, 6, 2, lengths)
         (out * valid * weight).sum().backward()
@@ -133,6 +143,28 @@ def test_gradients_match_dense_reference():
     for ours, ref in zip(*grads):
         assert torch.isfinite(ours).all()
         assert (ours - ref).abs().max().item() <= 1e-5
+
+
+def test_short_training_sequences_take_the_plain_dense_path(monkeypatch):
+    """With gradients on CPU, a short sequence uses neither the banded kernel nor masked SDPA
+    (both are 2-3x slower there, benchmarks/attention_short.py); a long one uses the banded kernel."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("slow path taken")
+
+    gen = torch.Generator().manual_seed(9)
+    q, k, v, lengths = _random_case(gen, 2, 2, DENSE_MAX_FRAMES, 8)
+    ref = dense_reference(q, k, v, 32, 4, lengths)
+    monkeypatch.setattr(attention_module, "_banded_attention", refuse)
+    monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention", refuse)
+    leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+    out = truncated_attention(*leaves, 32, 4, lengths)
+    out.sum().backward()
+    valid = _valid(lengths, DENSE_MAX_FRAMES)[:, None, :, None]
+    assert ((out.detach() - ref) * valid).abs().max().item() <= 1e-5
+    q, k, v, lengths = _random_case(gen, 1, 1, DENSE_MAX_FRAMES + 1, 8)
+    with pytest.raises(AssertionError, match="slow path"):
+        truncated_attention(q.requires_grad_(), k, v, 32, 4, lengths)
 
 
 @pytest.mark.parametrize("width, step", [(68, 32), (37, 16), (16, 16), (40, 7)])
