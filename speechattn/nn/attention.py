@@ -7,9 +7,13 @@ The CPU/GPU-generic kernel computes the band block by block and never materialis
 ``T x T`` matrix: queries are cut into blocks of ``block`` frames and each block is scored
 against the ``block + left + right`` keys around it. All (batch, head) rows are laid end to end
 in one zero-padded buffer, so the key/value windows of every block are a single strided
-*view* of that buffer (``Tensor.unfold``) that ``torch.bmm`` consumes without a copy. Rows are
+*view* of that buffer (``Tensor.unfold``) that ``torch.bmm`` consumes without a copy (when
+gradients are needed the windows are copied out once, see :class:`_Windows`). Rows are
 processed in groups whose temporaries fit a fixed memory budget, so time and memory are
 ``O(T * (left + right))``.
+
+Sequences of at most :data:`DENSE_MAX_FRAMES` frames (training batches, mostly) skip the
+blocked kernel: there one dense ``T x T`` pass with the band as a mask is faster.
 """
 
 from __future__ import annotations
