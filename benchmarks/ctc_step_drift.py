@@ -1,0 +1,94 @@
+"""Do CTC training steps get slower as a process ages? Step time and RSS over a long bare loop.
+
+Runs the recipe's training batches (epochs ``--start-epoch``, ``--start-epoch + 1``, ...)
+through ``task.training_step`` + backward + gradient clipping + AdamW in bf16 autocast, as the
+trainer does but with no dev evaluation, checkpoint or logging, for ``--minutes`` minutes, and
+reports the mean step time and the process's RSS for every block of ``--block`` steps. Run it
+once from epoch 1 and once from a later epoch in a fresh process: if the later epoch's batches
+are fast in the fresh process but slow in the aged one, the slowdown belongs to the process,
+not to the batches.
+
+    python benchmarks/ctc_step_drift.py --minutes 8                   # epochs 1, 2, 3 ...
+    python benchmarks/ctc_step_drift.py --minutes 2.5 --start-epoch 3 # epoch 3 in a fresh process
+
+Results: a Markdown table on stdout and JSON in ``benchmarks/out/ctc_step_drift[_eN].json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import environment, print_table, rss_bytes, write_json  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default=str(REPO / "recipes" / "asr.yaml"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
+    parser.add_argument("--minutes", type=float, default=8.0, help="length of the loop")
+    parser.add_argument("--start-epoch", type=int, default=1, help="first epoch whose batches are used")
+    parser.add_argument("--block", type=int, default=200, help="steps per reported block")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None, help="results file (default benchmarks/out/ctc_step_drift*.json)")
+    args = parser.parse_args()
+    if args.minutes <= 0 or args.block < 1 or args.start_epoch < 1:
+        parser.error("--minutes must be > 0, --block and --start-epoch >= 1")
+
+    from speechattn.tasks import load_task_recipe
+    from speechattn.tasks.ctc import CTCTask
+
+    torch.set_num_threads(args.threads)
+    recipe = load_task_recipe(args.recipe, args.set)
+    torch.manual_seed(recipe.train.seed)
+    task = CTCTask(recipe, args.data_root, progress=False)
+    task.modules.train()
+    params = [p for p in task.modules.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.train.lr * 0.5, weight_decay=recipe.train.weight_decay)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.train.precision == "bf16")
+    per_epoch = task.steps_per_epoch()
+
+    rows = []
+    steps = 0
+    start = block_start = time.perf_counter()
+    epoch = args.start_epoch
+    while time.perf_counter() - start < 60 * args.minutes:
+        for batch in task.train_batches(epoch):
+            with autocast:
+                loss, _ = task.training_step(batch, 0.5)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if recipe.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, recipe.train.grad_clip)
+            opt.step()
+            steps += 1
+            if steps % args.block == 0:
+                now = time.perf_counter()
+                rows.append({"steps": steps, "epoch": epoch, "ms_per_step": 1000 * (now - block_start) / args.block,
+                             "rss_gb": rss_bytes() / 1e9})
+                print(f"epoch {epoch}, {steps} steps: {rows[-1]['ms_per_step']:.0f} ms/step", file=sys.stderr, flush=True)
+                block_start = now
+            if time.perf_counter() - start >= 60 * args.minutes:
+                break
+        epoch += 1
+    columns = [("steps", "steps so far"), ("epoch", "epoch at the block's end"), ("ms_per_step", "ms/step (block)"),
+               ("rss_gb", "RSS GB")]
+    print_table(rows, columns)
+    name = "ctc_step_drift" if args.start_epoch == 1 else f"ctc_step_drift_e{args.start_epoch}"
+    out = write_json(name, {"environment": environment(), "args": vars(args), "steps_per_epoch": per_epoch,
+                            "rows": rows}, args.json)
+    print(f"\nJSON: {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
