@@ -176,6 +176,24 @@ def smoke_run(recipe: Path, overrides: list[str], out: Path) -> Path:
     return run_dir
 
 
+def training_stepper(task: Any, recipe: Any, params: list[torch.nn.Parameter],
+                     optimizer: torch.optim.Optimizer) -> Callable[[list[int]], None]:
+    """One training step on a batch as the trainer takes it (bf16 autocast when the recipe asks,
+    backward, gradient clipping, optimizer step), without its schedule, logging or checkpoints."""
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.train.precision == "bf16")
+
+    def step(batch: list[int]) -> None:
+        with autocast:
+            loss, _ = task.training_step(batch, 0.5)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if recipe.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, recipe.train.grad_clip)
+        optimizer.step()
+
+    return step
+
+
 def count_params(module: torch.nn.Module) -> int:
     """Number of parameters of a module."""
     return sum(p.numel() for p in module.parameters())

@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import environment, peak_rss_bytes, print_table, run_isolated, write_json  # noqa: E402
+from _common import environment, peak_rss_bytes, print_table, run_isolated, training_stepper, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = ("truncated", "conformer")
@@ -72,16 +72,7 @@ def measure(model: str, multiple: int, args: argparse.Namespace) -> dict[str, An
         batches += list(task.train_batches(epoch))
         epoch += 1
     batches = batches[:total]
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.train.precision == "bf16")
-
-    def step(batch: list[int]) -> None:
-        with autocast:
-            loss, _ = task.training_step(batch, 0.5)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if recipe.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, recipe.train.grad_clip)
-        opt.step()
+    step = training_stepper(task, recipe, params, opt)
 
     for batch in batches[: args.warmup]:
         step(batch)

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import environment, print_table, rss_bytes, write_json  # noqa: E402
+from _common import environment, print_table, rss_bytes, training_stepper, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def main() -> None:
     task.modules.train()
     params = [p for p in task.modules.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.train.lr * 0.5, weight_decay=recipe.train.weight_decay)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.train.precision == "bf16")
+    step = training_stepper(task, recipe, params, opt)
     per_epoch = task.steps_per_epoch()
 
     rows = []
@@ -64,13 +64,7 @@ def main() -> None:
     epoch = args.start_epoch
     while time.perf_counter() - start < 60 * args.minutes:
         for batch in task.train_batches(epoch):
-            with autocast:
-                loss, _ = task.training_step(batch, 0.5)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if recipe.train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, recipe.train.grad_clip)
-            opt.step()
+            step(batch)
             steps += 1
             if steps % args.block == 0:
                 now = time.perf_counter()
