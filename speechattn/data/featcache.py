@@ -149,17 +149,22 @@ class CacheEntry:
     last_used: float  # POSIX time
 
 
-def cache_entries() -> list[CacheEntry]:
-    """The entries under :func:`features_dir`, least recently used first."""
+def _files(pattern: str) -> list[CacheEntry]:
+    """The files under :func:`features_dir` that match ``pattern``, with size and mtime."""
     folder = features_dir()
-    entries = []
-    for path in folder.glob("*.safetensors") if folder.is_dir() else ():
+    found = []
+    for path in folder.glob(pattern) if folder.is_dir() else ():
         try:
             st = path.stat()
         except OSError:  # removed meanwhile
             continue
-        entries.append(CacheEntry(path, st.st_size, st.st_mtime))
-    return sorted(entries, key=lambda e: e.last_used)
+        found.append(CacheEntry(path, st.st_size, st.st_mtime))
+    return found
+
+
+def cache_entries() -> list[CacheEntry]:
+    """The entries under :func:`features_dir`, least recently used first."""
+    return sorted(_files("*.safetensors"), key=lambda e: e.last_used)
 
 
 #: Temporary files of interrupted writes are removed once they are this old (seconds).
@@ -178,14 +183,7 @@ def clear_cache(unused_days: float | None = None, *, dry_run: bool = False) -> l
         raise ValueError(f"unused_days must be >= 0 or None, got {unused_days}")
     now = time.time()
     doomed = [e for e in cache_entries() if unused_days is None or e.last_used < now - unused_days * 86400.0]
-    folder = features_dir()
-    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-        try:
-            st = tmp.stat()
-        except OSError:
-            continue
-        if now - st.st_mtime > _STALE_TMP_SECONDS:
-            doomed.append(CacheEntry(tmp, st.st_size, st.st_mtime))
+    doomed += [e for e in _files(".*.tmp") if now - e.last_used > _STALE_TMP_SECONDS]
     if not dry_run:
         for entry in doomed:
             entry.path.unlink(missing_ok=True)
