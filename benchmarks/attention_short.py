@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import environment, print_table, write_json  # noqa: E402
 
-from speechattn.nn.attention import DENSE_MAX_FRAMES, _default_block, band_mask, truncated_attention  # noqa: E402
+from speechattn.nn.attention import DENSE_MAX_FRAMES, _default_block, _short, band_mask, truncated_attention  # noqa: E402
 
 METHODS = ("auto", "banded", "sdpa_mask")
 
@@ -108,9 +108,7 @@ def main() -> None:
     rows = []
     for left, right in windows:
         for time_ in args.lengths:
-            row = {"window": f"{left}/{right}", "T": time_,
-                   "auto_kernel": "dense" if time_ <= max(DENSE_MAX_FRAMES, _default_block(left, right) + left + right)
-                   else "banded"}
+            row = {"window": f"{left}/{right}", "T": time_, "auto_kernel": "dense" if _short(time_, left, right) else "banded"}
             for mode in ("train", "infer"):
                 for method in METHODS:
                     row[f"{mode}_{method}_ms"] = measure(method, mode, time_, left, right, args)

@@ -108,7 +108,7 @@ def truncated_attention(
 
     Full attention (``left = right = None``) uses PyTorch's SDPA kernels. A window open on one
     side only (``None`` with an int) is ``O(T^2)`` and uses a dense mask, and so does a short
-    sequence (``T <= 160`` frames, or one block's key window ``block + left + right`` if that is
+    sequence (``T <= DENSE_MAX_FRAMES`` = 160 frames, or one block's key window ``block + left + right`` if that is
     longer), where a dense kernel is faster (``benchmarks/attention_short.py``). Otherwise the
     cost is ``O(T * (left + right + block))`` in time and memory.
     """
@@ -123,7 +123,7 @@ def truncated_attention(
         return _dense_attention(q, k, v, left, right, lengths, scale)
     if q.is_cuda and _flex_available():
         return _flex_attention(q, k, v, left, right, lengths, scale)
-    if block is None and time <= max(DENSE_MAX_FRAMES, _default_block(left, right) + left + right):
+    if block is None and _short(time, left, right):
         # A short sequence (typical of training batches): one dense (T x T) pass over the band
         # costs less than the blocked kernel.
         return _dense_attention(q, k, v, left, right, lengths, scale)
@@ -151,8 +151,7 @@ def _dense_attention(
         # A query whose window holds no valid key would give NaN; give it its own key instead.
         # Such queries are padding, and their output is zeroed below.
         mask = mask | torch.eye(time, dtype=torch.bool, device=q.device)[None, None]
-    needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    if needs_grad and mask is not None and q.device.type == "cpu" and time <= DENSE_MAX_FRAMES:
+    if _needs_grad(q, k, v) and mask is not None and q.device.type == "cpu" and time <= DENSE_MAX_FRAMES:
         # SDPA with a mask falls back to a slow backward on CPU; three plain operations are
         # 2-3 times faster for training at these lengths. Row maxima stay finite (the diagonal).
         scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
@@ -163,6 +162,17 @@ def _dense_attention(
     if lengths is not None:
         out = out * valid[:, None, :, None].to(out.dtype)
     return out
+
+
+def _short(time: int, left: int, right: int) -> bool:
+    """A sequence for which the dense path beats the banded kernel (:data:`DENSE_MAX_FRAMES`,
+    or no longer than one block's key window)."""
+    return time <= max(DENSE_MAX_FRAMES, _default_block(left, right) + left + right)
+
+
+def _needs_grad(*tensors: Tensor) -> bool:
+    """Autograd will record operations on these tensors."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _default_block(left: int, right: int) -> int:
@@ -213,8 +223,7 @@ def _banded_attention(
 
     per_row = padded * (2 * dim + dim_v) + 2 * padded * width
     group = max(1, min(rows, _GROUP_ELEMENTS // max(per_row, 1)))
-    need_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    if need_grad:
+    if _needs_grad(q, k, v):
         pieces = [
             _banded_group(qr[a:b], kr[a:b], vr[a:b], None if row_lengths is None else row_lengths[a:b],
                           left, right, block, nblocks, band_bias, edges, scale, None)
