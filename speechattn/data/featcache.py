@@ -2,8 +2,8 @@
 
 Training reads every utterance many times; decoding Ogg and computing filterbanks once and
 keeping the features in memory (and on disk, for the next run) makes an epoch cost only the
-model. The cache key covers the file list (paths, sizes, modification times) and the feature
-configuration, so a changed file or setting is never served stale. Unreadable files are
+model. The cache key covers the file list (resolved paths, sizes, modification times) and the
+feature configuration, so a changed file or setting is never served stale. Unreadable files are
 reported and skipped; the rest goes on. Reading an entry marks it used (its modification time),
 and :func:`clear_cache` (``speechattn cache clear --unused-for DAYS``) deletes the stale ones.
 """
@@ -66,12 +66,15 @@ def _key(manifest: Manifest, extractor: FeatureExtractor, speed: float) -> str:
     h.update(json.dumps(dataclasses.asdict(extractor.config), sort_keys=True).encode())
     h.update(f"speed={speed:g}".encode())
     for utt in manifest:
+        # The file's real path: a corpus reached through a symlink or a relative path is the same
+        # corpus, and gets the same entry.
+        real = os.path.realpath(utt.path)
         try:
-            st = os.stat(utt.path)
+            st = os.stat(real)
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"
-        h.update(f"{utt.id}\t{utt.path}\t{stamp}\n".encode())
+        h.update(f"{utt.id}\t{real}\t{stamp}\n".encode())
     return h.hexdigest()[:20]
 
 

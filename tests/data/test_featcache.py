@@ -58,6 +58,25 @@ def test_second_extraction_is_served_from_the_cache(cache, manifest, monkeypatch
     assert all(torch.equal(a, b) for a, b in zip(first.feats, second.feats))
 
 
+def test_a_corpus_reached_through_a_symlink_shares_the_entry(cache, manifest, tmp_path, monkeypatch):
+    extractor = FeatureExtractor(num_mel_bins=40)
+    first = extract_features(manifest, extractor, progress=False)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path, target_is_directory=True)
+    via_link = Manifest([Utterance(u.id, link / u.path.name) for u in manifest])
+    monkeypatch.chdir(tmp_path)
+    relative = Manifest([Utterance(u.id, Path(u.path.name)) for u in manifest])
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("audio decoded although the same files' features are cached")
+
+    monkeypatch.setattr(featcache, "load_audio", no_decoding)
+    for other in (via_link, relative):
+        again = extract_features(other, extractor, progress=False)
+        assert all(torch.equal(a, b) for a, b in zip(first.feats, again.feats))
+    assert len(_entries(cache)) == 1
+
+
 def test_a_rewritten_file_is_never_served_stale(cache, manifest):
     extractor = FeatureExtractor(num_mel_bins=40)
     before = extract_features(manifest, extractor, progress=False)
