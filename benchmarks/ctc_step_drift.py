@@ -3,19 +3,19 @@
 Runs the recipe's training batches (epochs ``--start-epoch``, ``--start-epoch + 1``, ...)
 through ``task.training_step`` + backward + gradient clipping + AdamW in bf16 autocast, as the
 trainer does but with no dev evaluation, checkpoint or logging, for ``--minutes`` minutes, and
-reports the mean step time and the process's RSS for every block of ``--block`` steps. Run it
-once from epoch 1 and once from a later epoch in a fresh process: if the later epoch's batches
-are fast in the fresh process but slow in the aged one, the slowdown belongs to the process,
-not to the batches. Blocks hold different batches, so each block also reports its time per
-1000 padded input frames.
+reports the mean step time, the time per 1000 padded input frames and the process's RSS for
+every block of ``--block`` steps. Blocks hold different batches, so their times differ with
+the batches as well as with the process.
 
-The cleaner check is ``--probe N``: the first N batches of the first epoch are run (untimed,
-then timed) before the loop and timed again after it, in the same process: the same batches,
-young process against aged process.
+To tell the two apart, use ``--probe N``: the first N batches of ``--start-epoch`` are run
+(untimed, then timed) before the loop and timed again after it, in the same process: the same
+batches, young process against aged process. (Comparing blocks of a later epoch with a fresh
+process started at that epoch, ``--start-epoch``, does not compare the same batches unless the
+blocks line up with the epoch's start.)
 
     python benchmarks/ctc_step_drift.py --minutes 8                   # epochs 1, 2, 3 ...
     python benchmarks/ctc_step_drift.py --minutes 2.5 --start-epoch 3 # epoch 3 in a fresh process
-    python benchmarks/ctc_step_drift.py --minutes 6 --probe 100       # same 100 batches before / after
+    python benchmarks/ctc_step_drift.py --minutes 10 --probe 100      # same 100 batches before / after
 
 Results: a Markdown table on stdout and JSON in ``benchmarks/out/ctc_step_drift[_eN].json``.
 """
@@ -54,6 +54,7 @@ def main() -> None:
     if args.minutes <= 0 or args.block < 1 or args.start_epoch < 1 or args.probe < 0:
         parser.error("--minutes must be > 0, --block and --start-epoch >= 1, --probe >= 0")
 
+    from speechattn.data.batching import padded_length
     from speechattn.tasks import load_task_recipe
     from speechattn.tasks.ctc import CTCTask
 
@@ -69,8 +70,7 @@ def main() -> None:
     multiple = recipe.data.pad_multiple
 
     def padded_frames(batch: list[int]) -> int:
-        longest = max(task.train_feats[i].shape[0] for i in batch)
-        return len(batch) * -(-longest // multiple) * multiple
+        return len(batch) * padded_length(max(task.train_feats[i].shape[0] for i in batch), multiple)
 
     probe = list(itertools.islice(task.train_batches(args.start_epoch), args.probe))
 
