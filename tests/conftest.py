@@ -37,7 +37,9 @@ def _corpus(name: str) -> Path:
     path = root / name
     if not path.is_dir():
         pytest.skip(f"corpus {name!r} not found under data root {root} (set {ENV_VAR}=../shared/data)")
-    return path
+    # Absolute: tests write file lists and symlinks into temporary folders, where a relative
+    # data root (SPEECHATTN_DATA=../shared/data) would point nowhere.
+    return path.absolute()
 
 
 @pytest.fixture(scope="session")
