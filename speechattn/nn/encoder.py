@@ -72,6 +72,8 @@ class EncoderConfig:
     conv_norm: str = "layer"
     macaron: bool = False
     block_norm: bool = False
+    time_reduce_at: int | None = None
+    time_recover_at: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("input_dim", "d_model", "num_heads", "num_layers", "ffn_dim", "subsampling_channels", "max_len"):
@@ -96,6 +98,25 @@ class EncoderConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.layer_contexts()  # validates the per-layer lists
+        self.half_rate_layers()  # validates the time reduction
+
+    def half_rate_layers(self) -> range:
+        """Indices of the layers that run at half the frame rate (empty without time reduction)."""
+        start, stop = self.time_reduce_at, self.time_recover_at
+        if start is None and stop is None:
+            return range(0)
+        for name, v in (("time_reduce_at", start), ("time_recover_at", stop)):
+            if v is None or isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(
+                    f"time_reduce_at and time_recover_at must both be layer indices, got {name}={v!r}"
+                )
+        assert start is not None and stop is not None
+        if not 0 <= start < stop <= self.num_layers:
+            raise ValueError(
+                f"time reduction needs 0 <= time_reduce_at < time_recover_at <= num_layers ({self.num_layers}), "
+                f"got {start} and {stop}"
+            )
+        return range(start, stop)
 
     def layer_contexts(self) -> list[tuple[int | None, int | None]]:
         """(left, right) of each layer."""
@@ -229,6 +250,25 @@ class EncoderLayer(nn.Module):
         return x if self.out_norm is None else self.out_norm(x)
 
 
+def _valid_mask(x: Tensor, lengths: Tensor) -> Tensor:
+    """(batch, time, 1) mask in x's dtype: 1 at frames < length, 0 at padding."""
+    return (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None])[..., None].to(x.dtype)
+
+
+def halve_rate(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Average pairs of frames: (batch, time, D) -> (batch, ceil(time / 2), D); an odd last frame
+    is averaged with a zero frame. ``x`` must be zero at padded frames. lengths -> ceil(lengths / 2)."""
+    batch, time, dim = x.shape
+    if time % 2:
+        x = torch.cat([x, x.new_zeros(batch, 1, dim)], dim=1)
+    return x.view(batch, -1, 2, dim).mean(dim=2), torch.div(lengths + 1, 2, rounding_mode="floor")
+
+
+def double_rate(x: Tensor, time: int) -> Tensor:
+    """Repeat every frame twice and keep the first ``time``: (batch, t, D) -> (batch, time, D)."""
+    return x.repeat_interleave(2, dim=1)[:, :time]
+
+
 class TruncatedEncoder(nn.Module):
     """Truncated multi-head self-attention encoder: ``(features, lengths) -> (output, output_lengths)``.
 
@@ -253,6 +293,12 @@ class TruncatedEncoder(nn.Module):
             ``"batch"`` (as in the Conformer; a per-channel affine map at inference).
         macaron: a second feed-forward module before the attention of every layer, both halved.
         block_norm: a LayerNorm at the end of every layer.
+        time_reduce_at / time_recover_at: layers ``time_reduce_at .. time_recover_at - 1`` run at
+            half the frame rate (as in Squeezeformer): the input of layer ``time_reduce_at`` is
+            averaged over pairs of frames (a zero frame completes an odd count), and before layer
+            ``time_recover_at`` (or the final LayerNorm) each half-rate frame is repeated twice
+            and added to the full-rate input of the reduction. Their contexts count half-rate
+            frames. ``None`` (default): every layer at the full rate.
 
     Cost and memory are linear in the number of frames when every layer's contexts are finite.
     """
@@ -276,6 +322,8 @@ class TruncatedEncoder(nn.Module):
         conv_norm: str = "layer",
         macaron: bool = False,
         block_norm: bool = False,
+        time_reduce_at: int | None = None,
+        time_recover_at: int | None = None,
     ) -> None:
         super().__init__()
         self.config = EncoderConfig(
@@ -283,8 +331,9 @@ class TruncatedEncoder(nn.Module):
             left_context=left_context, right_context=right_context, subsampling=subsampling,
             subsampling_channels=subsampling_channels, positional=positional, max_len=max_len,
             dropout=dropout, activation=activation, conv_kernel=conv_kernel, conv_norm=conv_norm,
-            macaron=macaron, block_norm=block_norm,
+            macaron=macaron, block_norm=block_norm, time_reduce_at=time_reduce_at, time_recover_at=time_recover_at,
         )
+        self.half_rate = self.config.half_rate_layers()
         self.input_dim = input_dim
         self.d_model = d_model
         self.subsampling = Subsampling(input_dim, d_model, subsampling, subsampling_channels)
@@ -367,11 +416,21 @@ class TruncatedEncoder(nn.Module):
             lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
         x, out_lengths = self.embed(features, lengths)
         assert out_lengths is not None
-        valid = (torch.arange(x.shape[1], device=x.device)[None, :] < out_lengths[:, None])[..., None].to(x.dtype)
-        hidden = []
+        valid = _valid_mask(x, out_lengths)
+        # Layers start .. stop - 1 run at half rate; the full-rate input of layer ``start`` is
+        # added back right after layer ``stop - 1`` (no layer when there is no time reduction).
+        start, stop = (self.half_rate.start, self.half_rate.stop) if self.half_rate else (-1, -1)
+        time = x.shape[1]
+        hidden, skip, lengths_now = [], x, out_lengths
         for i, layer in enumerate(self.layers):
-            x = layer(x, out_lengths)
-            hidden.append((self.norm(x) if i == len(self.layers) - 1 else x) * valid)
+            if i == start:
+                skip = x
+                x, lengths_now = halve_rate(x * valid, out_lengths)
+            x = layer(x, lengths_now)
+            if i == stop - 1:
+                x, lengths_now = skip + double_rate(x, time), out_lengths
+            out = self.norm(x) if i == len(self.layers) - 1 else x
+            hidden.append((double_rate(out, time) if start <= i < stop - 1 else out) * valid)
         return hidden, out_lengths
 
     def stream(self) -> "EncoderStream":

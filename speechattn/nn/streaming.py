@@ -12,6 +12,11 @@ the gated convolution inputs of the frames it still needs, starting with ``K // 
 like the offline zero padding), so the look-ahead is fixed and memory is bounded by chunk + caches, whatever
 the total length. Call :meth:`EncoderStream.flush` at the end of the input: it computes the last
 frames with the truncated right context, as the offline call does at the end of a sequence.
+
+With time reduction (``time_reduce_at`` / ``time_recover_at``), the frames entering the first
+half-rate layer are averaged in pairs as they complete (the last odd frame with a zero frame at
+:meth:`EncoderStream.flush`), and the full-rate frames wait until the last half-rate layer's
+outputs for them come back; the half-rate layers keep their caches in half-rate frames.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from speechattn.nn.attention import truncated_attention
-from speechattn.nn.encoder import EncoderLayer, TruncatedEncoder
+from speechattn.nn.encoder import EncoderLayer, TruncatedEncoder, double_rate
 
 __all__ = ["EncoderStream"]
 
@@ -169,6 +174,36 @@ class _LayerState:
         return y
 
 
+class _HalveState:
+    """Time reduction in a stream: averages pairs of frames as :func:`halve_rate` does offline,
+    and keeps the full-rate frames until :meth:`recover` adds them back."""
+
+    def __init__(self) -> None:
+        self.odd: Tensor | None = None  # a frame waiting for its pair
+        self.skip: Tensor | None = None  # full-rate frames not yet recovered
+
+    def halve(self, x: Tensor, final: bool) -> Tensor:
+        """Full-rate frames (batch, new, D) -> the half-rate frames now complete."""
+        self.skip = x if self.skip is None else torch.cat([self.skip, x], dim=1)
+        buf = x if self.odd is None else torch.cat([self.odd, x], dim=1)
+        if final and buf.shape[1] % 2:
+            buf = torch.cat([buf, buf.new_zeros(buf.shape[0], 1, buf.shape[2])], dim=1)
+        pairs = buf.shape[1] // 2
+        self.odd = buf[:, 2 * pairs :] if buf.shape[1] % 2 else None
+        return buf[:, : 2 * pairs].reshape(buf.shape[0], pairs, 2, buf.shape[2]).mean(dim=2)
+
+    def recover(self, h: Tensor) -> Tensor:
+        """Half-rate outputs (batch, new, D) -> full-rate ``skip + repeat(h)`` for their frames
+        (one frame fewer than twice ``new`` for the zero-completed last pair)."""
+        assert self.skip is not None or not h.shape[1]
+        if self.skip is None:
+            return h
+        count = min(2 * h.shape[1], self.skip.shape[1])
+        y = self.skip[:, :count] + double_rate(h, count)
+        self.skip = self.skip[:, count:]
+        return y
+
+
 class EncoderStream:
     """Streaming session over one :class:`TruncatedEncoder` (use ``encoder.stream()``).
 
@@ -182,6 +217,8 @@ class EncoderStream:
         self.encoder = encoder
         self.subsampling = _SubsamplingState(encoder)
         self.layers = [_LayerState(layer) for layer in encoder.layers]
+        self.half_rate = encoder.half_rate
+        self.reduction = _HalveState() if self.half_rate else None
         self.frames_out = 0  # encoder output frames produced so far
         self.finished = False
 
@@ -189,7 +226,11 @@ class EncoderStream:
     def lookahead_frames(self) -> int:
         """Input frames a stream must see beyond a frame before that frame's output is produced."""
         sub = self.encoder.subsampling
-        rights = sum((state.right or 0) + state.pad for state in self.layers)
+        rights = 0
+        for i, state in enumerate(self.layers):
+            # A half-rate frame spans two frames; the first of a pair also waits for the second.
+            rights += ((state.right or 0) + state.pad) * (2 if i in self.half_rate else 1)
+        rights += 1 if self.half_rate else 0
         return rights * sub.stride + sub.receptive_field - 1
 
     def push(self, features: Tensor) -> Tensor:
@@ -221,8 +262,12 @@ class EncoderStream:
         if x.shape[1] and enc.positional is not None:
             x = enc.positional(x, self.layers[0].received)
         x = enc.input_dropout(x)
-        for state in self.layers:
+        for i, state in enumerate(self.layers):
+            if self.reduction is not None and i == self.half_rate.start:
+                x = self.reduction.halve(x, final)
             x = state.push(x, final)
+            if self.reduction is not None and i == self.half_rate.stop - 1:
+                x = self.reduction.recover(x)
         y = enc.norm(x)
         self.frames_out += y.shape[1]
         return y
