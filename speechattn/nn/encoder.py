@@ -53,6 +53,10 @@ class EncoderConfig:
     ``macaron`` adds a feed-forward module before the attention of every layer and halves both
     feed-forward residuals; ``block_norm`` ends every layer with a LayerNorm (both as in the
     Conformer block; with ``conv_kernel`` the layer is a Conformer block with truncated attention).
+
+    ``time_reduce_at`` / ``time_recover_at`` (both or neither) run layers ``time_reduce_at ..
+    time_recover_at - 1`` at half the frame rate, as in Squeezeformer: fewer frames for the
+    middle layers, whose contexts and convolution spans then count frames twice as long.
     """
 
     input_dim: int = 80
@@ -255,13 +259,19 @@ def _valid_mask(x: Tensor, lengths: Tensor) -> Tensor:
     return (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None])[..., None].to(x.dtype)
 
 
-def halve_rate(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """Average pairs of frames: (batch, time, D) -> (batch, ceil(time / 2), D); an odd last frame
-    is averaged with a zero frame. ``x`` must be zero at padded frames. lengths -> ceil(lengths / 2)."""
+def average_pairs(x: Tensor) -> Tensor:
+    """(batch, time, D) -> (batch, ceil(time / 2), D): the mean of frames 2j and 2j + 1; an odd
+    last frame is averaged with a zero frame."""
     batch, time, dim = x.shape
     if time % 2:
         x = torch.cat([x, x.new_zeros(batch, 1, dim)], dim=1)
-    return x.view(batch, -1, 2, dim).mean(dim=2), torch.div(lengths + 1, 2, rounding_mode="floor")
+    return x.reshape(batch, -1, 2, dim).mean(dim=2)
+
+
+def halve_rate(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`average_pairs` of a padded batch (``x`` must be zero at padded frames) and its
+    lengths: (batch,) -> ceil(lengths / 2)."""
+    return average_pairs(x), torch.div(lengths + 1, 2, rounding_mode="floor")
 
 
 def double_rate(x: Tensor, time: int) -> Tensor:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from speechattn.nn.attention import truncated_attention
-from speechattn.nn.encoder import EncoderLayer, TruncatedEncoder, double_rate
+from speechattn.nn.encoder import EncoderLayer, TruncatedEncoder, average_pairs, double_rate
 
 __all__ = ["EncoderStream"]
 
@@ -186,11 +186,9 @@ class _HalveState:
         """Full-rate frames (batch, new, D) -> the half-rate frames now complete."""
         self.skip = x if self.skip is None else torch.cat([self.skip, x], dim=1)
         buf = x if self.odd is None else torch.cat([self.odd, x], dim=1)
-        if final and buf.shape[1] % 2:
-            buf = torch.cat([buf, buf.new_zeros(buf.shape[0], 1, buf.shape[2])], dim=1)
-        pairs = buf.shape[1] // 2
-        self.odd = buf[:, 2 * pairs :] if buf.shape[1] % 2 else None
-        return buf[:, : 2 * pairs].reshape(buf.shape[0], pairs, 2, buf.shape[2]).mean(dim=2)
+        complete = buf.shape[1] if final else buf.shape[1] - buf.shape[1] % 2
+        self.odd = buf[:, complete:] if complete < buf.shape[1] else None
+        return average_pairs(buf[:, :complete])  # at the end, an odd frame is paired with zeros
 
     def recover(self, h: Tensor) -> Tensor:
         """Half-rate outputs (batch, new, D) -> full-rate ``skip + repeat(h)`` for their frames
