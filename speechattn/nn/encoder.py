@@ -265,7 +265,7 @@ def average_pairs(x: Tensor) -> Tensor:
     batch, time, dim = x.shape
     if time % 2:
         x = torch.cat([x, x.new_zeros(batch, 1, dim)], dim=1)
-    return x.reshape(batch, -1, 2, dim).mean(dim=2)
+    return x.reshape(batch, x.shape[1] // 2, 2, dim).mean(dim=2)  # explicit sizes: batch may be 0
 
 
 def halve_rate(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

@@ -124,6 +124,15 @@ def test_streaming_memory_is_bounded_with_time_reduction():
     assert stream.frames_out >= 50 * 20 - stream.lookahead_frames
 
 
+def test_flush_without_input_gives_no_frames():
+    enc = _encoder()
+    with torch.no_grad():
+        assert enc.stream().flush().shape[1] == 0
+        stream = enc.stream()
+        first = stream.push(torch.randn(2, 1, 20))
+        assert first.shape == (2, 0, 32) and stream.flush().shape == (2, 1, 32)
+
+
 def test_long_inputs_stream_through_the_half_rate_layers(monkeypatch):
     enc = _encoder(conv_kernel=5)
     x = torch.randn(1, 301, 20)
