@@ -254,11 +254,6 @@ class EncoderLayer(nn.Module):
         return x if self.out_norm is None else self.out_norm(x)
 
 
-def _valid_mask(x: Tensor, lengths: Tensor) -> Tensor:
-    """(batch, time, 1) mask in x's dtype: 1 at frames < length, 0 at padding."""
-    return (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None])[..., None].to(x.dtype)
-
-
 def average_pairs(x: Tensor) -> Tensor:
     """(batch, time, D) -> (batch, ceil(time / 2), D): the mean of frames 2j and 2j + 1; an odd
     last frame is averaged with a zero frame."""
@@ -426,7 +421,7 @@ class TruncatedEncoder(nn.Module):
             lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
         x, out_lengths = self.embed(features, lengths)
         assert out_lengths is not None
-        valid = _valid_mask(x, out_lengths)
+        valid = (torch.arange(x.shape[1], device=x.device)[None, :] < out_lengths[:, None])[..., None].to(x.dtype)
         # Layers start .. stop - 1 run at half rate; the full-rate input of layer ``start`` is
         # added back right after layer ``stop - 1`` (no layer when there is no time reduction).
         start, stop = (self.half_rate.start, self.half_rate.stop) if self.half_rate else (-1, -1)
