@@ -50,6 +50,7 @@ def measure(model: str, multiple: int, args: argparse.Namespace) -> dict[str, An
     from speechattn.data.batching import padded_length
     from speechattn.tasks import load_task_recipe
     from speechattn.tasks.ctc import CTCTask
+    from speechattn.training.optim import build_adamw
 
     torch.set_num_threads(args.threads)
     overrides = [*(SMOKE_OVERRIDES if args.smoke else []), *args.set, f"data.pad_multiple={multiple}"]
@@ -64,7 +65,7 @@ def measure(model: str, multiple: int, args: argparse.Namespace) -> dict[str, An
     task = CTCTask(recipe, args.data_root, encoder=encoder, progress=False)
     task.modules.train()
     params = [p for p in task.modules.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=recipe.train.lr * 0.1, weight_decay=recipe.train.weight_decay)
+    opt = build_adamw(params, recipe.train.lr * 0.1, recipe.train.weight_decay, recipe.train.betas)  # as the trainer
     total = args.warmup + args.steps
     batches: list[list[int]] = []
     epoch = 1

@@ -57,6 +57,7 @@ def main() -> None:
     from speechattn.data.batching import padded_length
     from speechattn.tasks import load_task_recipe
     from speechattn.tasks.ctc import CTCTask
+    from speechattn.training.optim import build_adamw
 
     torch.set_num_threads(args.threads)
     recipe = load_task_recipe(args.recipe, args.set)
@@ -64,7 +65,7 @@ def main() -> None:
     task = CTCTask(recipe, args.data_root, progress=False)
     task.modules.train()
     params = [p for p in task.modules.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=recipe.train.lr * 0.5, weight_decay=recipe.train.weight_decay)
+    opt = build_adamw(params, recipe.train.lr * 0.5, recipe.train.weight_decay, recipe.train.betas)  # as the trainer
     step = training_stepper(task, recipe, params, opt)
     per_epoch = task.steps_per_epoch()
     multiple = recipe.data.pad_multiple

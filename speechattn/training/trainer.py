@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from speechattn.training.checkpoint import load_state, save_state, write_json
 from speechattn.training.logs import RunLogger
+from speechattn.training.optim import build_adamw
 from speechattn.training.schedule import warmup_cosine
 
 __all__ = ["TrainConfig", "Task", "Trainer", "seed_everything"]
@@ -122,13 +123,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         params = [p for p in task.modules.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() > 1]
-        no_decay = [p for p in params if p.dim() <= 1]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr,
-            betas=cfg.betas,
-        )
+        optimizer = build_adamw(params, cfg.lr, cfg.weight_decay, cfg.betas)
         state = {"step": 0, "epoch": 0, "elapsed": 0.0, "best": None, "best_epoch": 0, "bad_evals": 0,
                  "best_metrics": {}}
         if resume:
