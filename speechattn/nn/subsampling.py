@@ -64,17 +64,40 @@ class Subsampling(nn.Module):
             out = torch.div(out - 3, 2, rounding_mode="floor") + 1
         return out.clamp(min=0)
 
+    def _convolve(self, x: Tensor) -> Tensor:
+        """The Conv2d + ReLU stack, channels last: (batch, time, F) -> (batch, time', freq', channels).
+
+        Same result as ``self.conv`` on ``x.unsqueeze(1)``, laid out differently: oneDNN's bf16
+        kernels on the CPU are slow for the backward of a single-input-channel convolution and
+        for any convolution whose input or output gradient is channels-first. So the first
+        convolution is a matrix product of the 3 x 3 patches with its (channels, 9) weight, which
+        comes out channels-last, and the second one runs on (and returns) channels-last tensors.
+        """
+        first = self.conv[0]
+        assert isinstance(first, nn.Conv2d)
+        patches = x.unfold(1, 3, 2).unfold(2, 3, 2)  # (batch, time', freq', 3 time, 3 freq)
+        b, t, f = patches.shape[:3]
+        weight = first.weight.reshape(first.out_channels, 9)
+        h = self.conv[1](nn.functional.linear(patches.reshape(b, t, f, 9), weight, first.bias))  # ReLU
+        if len(self.conv) > 2:
+            h = h.permute(0, 3, 1, 2)  # (b, C, t', f') view of channels-last memory
+            for layer in self.conv[2:]:
+                h = layer(h)
+            h = h.permute(0, 2, 3, 1)
+        return h
+
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """x: (batch, time, input_dim) -> ((batch, time', d_model), lengths' or None)."""
         if x.dim() != 3 or x.shape[-1] != self.input_dim:
             raise ValueError(f"expected (batch, time, {self.input_dim}) features, got {tuple(x.shape)}")
-        if self.factor > 1:
-            if x.shape[1] < self.receptive_field:
-                out_time = 0
-                y = x.new_zeros(x.shape[0], out_time, self.proj.out_features)
-                return y, None if lengths is None else self.output_lengths(lengths)
-            h = self.conv(x.unsqueeze(1))  # (batch, channels, time', freq')
-            b, c, t, f = h.shape
-            x = h.transpose(1, 2).reshape(b, t, c * f)
-        y = self.proj(x)
-        return y, None if lengths is None else self.output_lengths(lengths)
+        out_lengths = None if lengths is None else self.output_lengths(lengths)
+        if self.factor == 1:
+            return self.proj(x), out_lengths
+        if x.shape[1] < self.receptive_field:
+            return x.new_zeros(x.shape[0], 0, self.proj.out_features), out_lengths
+        h = self._convolve(x)  # (batch, time', freq', channels)
+        b, t, f, c = h.shape
+        # The projection's inputs are ordered (channel, freq), as from the usual channels-first
+        # (batch, channels, time', freq') layout: reorder its small weight, not the activations.
+        weight = self.proj.weight.unflatten(1, (c, f)).transpose(1, 2).flatten(1)
+        return nn.functional.linear(h.reshape(b, t, f * c), weight, self.proj.bias), out_lengths
