@@ -65,7 +65,8 @@ class Subsampling(nn.Module):
         return out.clamp(min=0)
 
     def _convolve(self, x: Tensor) -> Tensor:
-        """The Conv2d + ReLU stack, channels last: (batch, time, F) -> (batch, time', freq', channels).
+        """The Conv2d + ReLU stack, channels last: (batch, time, F) -> (batch, time', freq', channels),
+        for training (used when autograd records).
 
         Same result as ``self.conv`` on ``x.unsqueeze(1)``, laid out differently: oneDNN's bf16
         kernels on the CPU are slow for the backward of a single-input-channel convolution and
@@ -95,9 +96,15 @@ class Subsampling(nn.Module):
             return self.proj(x), out_lengths
         if x.shape[1] < self.receptive_field:
             return x.new_zeros(x.shape[0], 0, self.proj.out_features), out_lengths
+        if not torch.is_grad_enabled():
+            # Inference: the plain stack. The channels-last path gains in the backward only, and
+            # its fixed costs (weight reorder, patch copy) slow the small chunks of streaming.
+            h = self.conv(x.unsqueeze(1))  # (batch, channels, time', freq')
+            b, c, t, f = h.shape
+            return self.proj(h.transpose(1, 2).reshape(b, t, c * f)), out_lengths
         h = self._convolve(x)  # (batch, time', freq', channels)
         b, t, f, c = h.shape
-        # The projection's inputs are ordered (channel, freq), as from the usual channels-first
-        # (batch, channels, time', freq') layout: reorder its small weight, not the activations.
+        # The projection's inputs are ordered (channel, freq), as from the channels-first
+        # layout above: reorder its small weight, not the activations.
         weight = self.proj.weight.unflatten(1, (c, f)).transpose(1, 2).flatten(1)
         return nn.functional.linear(h.reshape(b, t, f * c), weight, self.proj.bias), out_lengths

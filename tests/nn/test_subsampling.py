@@ -1,4 +1,5 @@
-"""Subsampling: the channels-last computation equals the plain Conv2d stack, values and gradients."""
+"""Subsampling: the channels-last training computation equals the plain Conv2d stack (which
+inference uses), values and gradients."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def test_values_and_gradients_equal_the_conv2d_stack(factor, time, input_dim):
     ref = _reference(sub, x)
     assert y.shape == ref.shape
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # inference takes the plain stack: the same values
+        torch.testing.assert_close(sub(x)[0], y.detach(), rtol=1e-5, atol=1e-5)
     grad = torch.randn_like(y)
     got = torch.autograd.grad(y, list(sub.parameters()), grad)
     want = torch.autograd.grad(ref, list(sub.parameters()), grad)
