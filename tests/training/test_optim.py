@@ -13,6 +13,14 @@ def _model(seed: int) -> nn.Module:
     return nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.Linear(8, 3))
 
 
+def _loop_adamw(model: nn.Module, lr: float) -> torch.optim.AdamW:
+    """torch's per-parameter loop AdamW with the same groups (the trainer's optimizer before)."""
+    return torch.optim.AdamW(
+        [{"params": [p for p in model.parameters() if p.dim() > 1], "weight_decay": 0.1},
+         {"params": [p for p in model.parameters() if p.dim() <= 1], "weight_decay": 0.0}],
+        lr=lr, foreach=False)
+
+
 def test_weight_decay_only_on_matrices_and_frozen_parameters_left_out():
     model = _model(0)
     model[1].weight.requires_grad_(False)
@@ -32,10 +40,7 @@ def test_cpu_parameters_get_the_fused_kernel():
 def test_fused_update_matches_the_loop_implementation():
     fused_model, loop_model = _model(1), _model(1)
     fused = build_adamw(fused_model.parameters(), lr=1e-2, weight_decay=0.1)
-    loop = torch.optim.AdamW(
-        [{"params": [p for p in loop_model.parameters() if p.dim() > 1], "weight_decay": 0.1},
-         {"params": [p for p in loop_model.parameters() if p.dim() <= 1], "weight_decay": 0.0}],
-        lr=1e-2, foreach=False)
+    loop = _loop_adamw(loop_model, 1e-2)
     gen = torch.Generator().manual_seed(2)
     for _ in range(5):
         x, y = torch.randn(16, 6, generator=gen), torch.randint(0, 3, (16,), generator=gen)
@@ -52,9 +57,7 @@ def test_fused_update_matches_the_loop_implementation():
 def test_state_of_a_loop_optimizer_resumes_in_the_fused_one():
     """A checkpoint written before the fused kernel (loop AdamW) still resumes."""
     old_model = _model(3)
-    old = torch.optim.AdamW(
-        [{"params": [p for p in old_model.parameters() if p.dim() > 1], "weight_decay": 0.1},
-         {"params": [p for p in old_model.parameters() if p.dim() <= 1], "weight_decay": 0.0}], lr=1e-2)
+    old = _loop_adamw(old_model, 1e-2)
     old_model(torch.randn(4, 6)).sum().backward()
     old.step()
     new_model = _model(3)
