@@ -73,6 +73,7 @@ from _common import (  # noqa: E402
     run_isolated,
     write_json,
 )
+from speechattn.nn.masks import frame_mask  # noqa: E402
 
 MODELS = ("truncated", "conformer")
 REPO = Path(__file__).resolve().parent.parent
@@ -137,7 +138,7 @@ class ConformerCTCEncoder(nn.Module):
         # Rows with no frame get one (all-masked attention gives NaN); they are zeroed below.
         y, _ = self.conformer(x[:, :longest], out_lengths.clamp(min=1))
         y = self.norm(y)
-        valid = torch.arange(longest, device=y.device)[None, :] < out_lengths[:, None]
+        valid = frame_mask(out_lengths, longest, y.device)
         y = y * valid[..., None].to(y.dtype)
         if longest < x.shape[1]:
             y = nn.functional.pad(y, (0, 0, 0, x.shape[1] - longest))

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from speechattn.nn.masks import frame_mask
+
 __all__ = ["DENSE_MAX_FRAMES", "truncated_attention", "band_mask"]
 
 # Budget (in elements) for the per-group temporaries: padded q/k/v copies and scores.
@@ -134,7 +136,7 @@ def _valid_frames(lengths: Tensor | None, batch: int, time: int, device: torch.d
     """(batch, time) bool: frame is inside its sequence."""
     if lengths is None:
         return torch.ones(batch, time, dtype=torch.bool, device=device)
-    return torch.arange(time, device=device)[None, :] < lengths.to(device)[:, None]
+    return frame_mask(lengths, time, device)
 
 
 def _dense_attention(
@@ -357,7 +359,7 @@ def _banded_group(
             result = out
     if padded_queries:
         assert lengths is not None
-        query_ok = torch.arange(time, device=q.device)[None, :] < lengths[:, None]
+        query_ok = frame_mask(lengths, time, q.device)
         if out is not None:
             result.masked_fill_(~query_ok[:, :, None], 0.0)
         else:
@@ -400,7 +402,7 @@ def _flex_attention(
 
     block_mask = create_block_mask(mask_mod, batch, None, time, time, device=q.device)
     out = _compiled_flex()(q, k, v, block_mask=block_mask, scale=scale)
-    valid = torch.arange(time, device=q.device)[None, :] < lens[:, None]
+    valid = frame_mask(lens, time, q.device)
     return out * valid[:, None, :, None].to(out.dtype)
 
 

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechattn.nn.masks import frame_mask
+
 __all__ = ["CONV_NORMS", "ConvModule", "depthwise_conv"]
 
 CONV_NORMS = ("layer", "batch")
@@ -155,7 +157,7 @@ class ConvModule(nn.Module):
         g = self.gate(x)
         valid = None
         if lengths is not None:
-            valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
+            valid = frame_mask(lengths, x.shape[1], x.device)
             g = g.masked_fill(~valid[..., None], 0.0)
         g = F.pad(g, (0, 0, self.padding, self.padding))
         return self.post(self.mix(g), valid)

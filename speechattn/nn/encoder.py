@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from speechattn.nn.attention import truncated_attention
 from speechattn.nn.convolution import CONV_NORMS, ConvModule
+from speechattn.nn.masks import frame_mask
 from speechattn.nn.multihead import MultiHeadSelfAttention
 from speechattn.nn.positional import (
     POSITIONAL_KINDS,
@@ -421,7 +422,7 @@ class TruncatedEncoder(nn.Module):
             lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
         x, out_lengths = self.embed(features, lengths)
         assert out_lengths is not None
-        valid = (torch.arange(x.shape[1], device=x.device)[None, :] < out_lengths[:, None])[..., None].to(x.dtype)
+        valid = frame_mask(out_lengths, x.shape[1], x.device)[..., None].to(x.dtype)
         # Layers start .. stop - 1 run at half rate; the full-rate input of layer ``start`` is
         # added back right after layer ``stop - 1`` (no layer when there is no time reduction).
         start, stop = (self.half_rate.start, self.half_rate.stop) if self.half_rate else (-1, -1)

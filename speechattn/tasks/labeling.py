@@ -36,6 +36,7 @@ from speechattn.data.vad_sim import VadSimConfig
 from speechattn.metrics.detection import DetectionCounts
 from speechattn.models.labeler import FrameLabeler
 from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
+from speechattn.nn.masks import frame_mask
 from speechattn.paths import data_root as resolve_data_root
 from speechattn.postprocess import PostprocessConfig, decode
 from speechattn.training.checkpoint import save_weights, write_json
@@ -287,7 +288,7 @@ class LabelTask:
             snr = aug.snr_min + (aug.snr_max - aug.snr_min) * torch.rand(batch, generator=gen)
             apply = torch.rand(batch, generator=gen) < aug.noise_prob
             mixed = mix_noise(x, noise, snr, apply)
-            valid = (torch.arange(frames)[None, :] < lengths_t[:, None])[..., None]
+            valid = frame_mask(lengths_t, frames)[..., None]
             x = torch.where(valid, mixed, x)
         return x, lengths_t, y, torch.tensor([t.shape[0] for t in targets])
 
@@ -296,7 +297,7 @@ class LabelTask:
         """Masked loss and frame accuracy; logits (B, T', C), targets (B, T'[, K])."""
         frames = min(logits.shape[1], targets.shape[1])
         logits, targets = logits[:, :frames].float(), targets[:, :frames]
-        valid = torch.arange(frames)[None, :] < out_lengths[:, None]
+        valid = frame_mask(out_lengths, frames)
         if self.multi:
             per = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(-1)
             loss = (per * valid).sum() / valid.sum().clamp(min=1)

@@ -37,6 +37,7 @@ from speechattn.metrics import (
 from speechattn.models.speaker import SpeakerEmbedder
 from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
 from speechattn.nn.losses import build_loss
+from speechattn.nn.masks import frame_mask
 from speechattn.paths import data_root as resolve_data_root
 from speechattn.training.checkpoint import save_weights, write_json
 from speechattn.training.trainer import TrainConfig
@@ -142,7 +143,7 @@ def normalize_features(x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
         if mode == "mean_var":
             out = out / out.pow(2).mean(dim=1, keepdim=True).sqrt().clamp(min=1e-5)
         return out
-    valid = (torch.arange(x.shape[1])[None, :] < lengths[:, None])[..., None].to(x.dtype)
+    valid = frame_mask(lengths, x.shape[1])[..., None].to(x.dtype)
     count = lengths.clamp(min=1)[:, None, None].to(x.dtype)
     mean = (x * valid).sum(1, keepdim=True) / count
     out = (x - mean) * valid

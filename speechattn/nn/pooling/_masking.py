@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from speechattn.nn.masks import frame_mask
+
 #: Floor applied to variances before ``sqrt`` so that the standard deviation (and its
 #: gradient) stays finite for constant inputs and single-frame utterances.
 VAR_EPS = 1e-5
@@ -47,7 +49,7 @@ def valid_frame_mask(x: Tensor, lengths: Tensor | None, input_dim: int) -> Tenso
     lengths = lengths.to(x.device)
     if bool((lengths < 1).any()) or bool((lengths > frames).any()):
         raise ValueError(f"lengths must be in [1, {frames}] (frames of x), got {lengths.tolist()}")
-    return torch.arange(frames, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+    return frame_mask(lengths, frames)
 
 
 def weighted_mean_std(x: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
