@@ -41,7 +41,12 @@ Usage (timings are only meaningful on an otherwise idle machine)::
 Each training writes its run directory (config.yaml, log.csv, metrics.json, model.safetensors,
 model.json, ``train.log``; the Conformer's also ``conformer.json``) under ``--out-dir/<model>``;
 the truncated one is a normal run (``speechattn transcribe`` / ``evaluate`` work on it). Results:
-a Markdown table on stdout and ``--out-dir/asr_baseline.json``.
+a Markdown table on stdout and a JSON file: ``--out-dir/asr_baseline.json`` when both models
+are trained, ``--out-dir/asr_baseline_<model>.json`` when ``--models`` names one (so a pair run
+as two calls, one per model, keeps both files). Then
+``--skip-train`` (both models, the same ``--out-dir``) gives the table and the ratio of the two
+runs and times their decoding side by side. In the JSON, ``metric`` says which error rate
+(``per`` or ``cer``) the ``error_rate`` fields and ``error_rate_ratio`` hold.
 """
 
 from __future__ import annotations
@@ -267,7 +272,7 @@ def train_worker(model: str, args: argparse.Namespace, started: float) -> dict[s
         "params": count_params(task.model.encoder),
         "model_params": count_params(task.model),
         "metric": summary.get("metric"),
-        "per": dev.get(summary.get("metric", "per")),
+        "error_rate": dev.get(summary.get("metric", "per")),
         "dev": dev,
         "best_epoch": summary.get("best_epoch"),
         "epochs": summary.get("epochs"),
@@ -437,7 +442,7 @@ def table_rows(train: dict[str, dict], speed: dict[str, Any], models: list[str])
             "model": name + (f" (ffn {t['conformer']['ffn_dim']}, kernel {t['conformer']['kernel_size']})"
                              if t.get("conformer") else ""),
             "params": "-" if not params else f"{params / 1e6:.2f} M",
-            "per": _percent(t.get("per", t.get("error"))),
+            "error_rate": _percent(t.get("error_rate", t.get("error"))),
             "per_check": _percent(s.get("greedy", {}).get(metric)),
             "beam": _percent(s.get("beam", {}).get(metric)),
             "wer": _percent(t.get("dev", {}).get("wer")),
@@ -452,6 +457,12 @@ def table_rows(train: dict[str, dict], speed: dict[str, Any], models: list[str])
             "vs": "-" if not s.get("seconds") or not ref_s else f"{ref_s / s['seconds']:.2f}x",
         })
     return rows
+
+
+def default_json(out_dir: str | Path, models: list[str]) -> Path:
+    """``OUT_DIR/asr_baseline.json`` for both models, ``OUT_DIR/asr_baseline_<model>.json`` for one."""
+    name = "asr_baseline" if len(models) != 1 else f"asr_baseline_{models[0]}"
+    return Path(out_dir) / f"{name}.json"
 
 
 def main() -> None:
@@ -476,7 +487,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training and decoding")
     parser.add_argument("--out-dir", default=None, help=f"run directories and results (default "
                                                         f"{DEFAULT_OUT.relative_to(REPO)}, or ..._smoke)")
-    parser.add_argument("--json", default=None, help="results file (default OUT_DIR/asr_baseline.json)")
+    parser.add_argument("--json", default=None, help="results file (default OUT_DIR/asr_baseline.json, or "
+                                                     "OUT_DIR/asr_baseline_MODEL.json for one model)")
     parser.add_argument("--beam", type=int, default=None, help="also decode dev by prefix beam search (e.g. 4)")
     parser.add_argument("--repeats", type=int, default=3, help="timed whole-dev decodes per model (median)")
     parser.add_argument("--cold-cache", action="store_true",
@@ -543,7 +555,8 @@ def main() -> None:
             if metrics.exists():
                 summary = json.loads(metrics.read_text())
                 dev = summary.get("dev", {})
-                train[name] = {"model": name, "per": dev.get(summary.get("metric", "per")), "dev": dev,
+                train[name] = {"model": name, "metric": summary.get("metric"),
+                               "error_rate": dev.get(summary.get("metric", "per")), "dev": dev,
                                "best_epoch": summary.get("best_epoch"), "epochs": summary.get("epochs"),
                                "steps": summary.get("steps"), "minutes": summary.get("minutes"),
                                "summary": summary, "from": str(metrics)}
@@ -561,7 +574,7 @@ def main() -> None:
         res.setdefault("model", name)
         res["wall_s"] = time.perf_counter() - start  # the whole process, python start-up included
         train[name] = res
-        shown = {k: res.get(k) for k in ("per", "epochs", "steps", "minutes", "setup_s", "wall_s", "error") if k in res}
+        shown = {k: res.get(k) for k in ("error_rate", "epochs", "steps", "minutes", "setup_s", "wall_s", "error") if k in res}
         print(f"  {name}: {shown}", file=sys.stderr, flush=True)
 
     trained = [m for m in models if (Path(args.out_dir) / m / "model.safetensors").exists()]
@@ -575,14 +588,16 @@ def main() -> None:
     if "error" in speed:
         print(f"  decoding: {speed['error']}", file=sys.stderr)
 
-    metric = speed.get("metric", "per")
+    # per or cer: from the decoding run, else from the trainings (their metrics.json)
+    metric = speed.get("metric") or next((t["metric"] for t in train.values() if t.get("metric")), "per")
     tag = metric.upper()
     print(f"\nCTC baseline: {args.recipe} {' '.join(overrides_for(args))}\n"
           f"budget {budget_min} min per model{' (smoke: tiny subset)' if args.smoke else ''}, {args.threads} threads, "
           f"precision {recipe.train.precision}, batch {recipe.train.batch_size}, seed {recipe.train.seed}\n")
     beam_header = f"dev {tag} % beam {args.beam}" if args.beam else "beam"
     trained_decode = "greedy" if recipe.decode.beam <= 1 else f"beam {recipe.decode.beam}"
-    columns = [("model", "model"), ("params", "encoder params"), ("per", f"dev {tag} % ({trained_decode}, best)"),
+    columns = [("model", "model"), ("params", "encoder params"),
+               ("error_rate", f"dev {tag} % ({trained_decode}, best)"),
                ("per_check", f"dev {tag} % re-decoded (greedy)"), ("beam", beam_header), ("epochs", "best / epochs"),
                ("steps", "steps"), ("minutes", "train min"), ("s_step", "s/step"), ("wall", "process min"),
                ("decode", "decode dev s"), ("rtf", "RTF"), ("vs", "speed vs Conformer")]
@@ -592,7 +607,7 @@ def main() -> None:
     if not args.beam:
         columns = [c for c in columns if c[0] not in ("beam", "wer_beam")]
     print_table(table_rows(train, speed, models), columns)
-    ours, theirs = train.get("truncated", {}).get("per"), train.get("conformer", {}).get("per")
+    ours, theirs = train.get("truncated", {}).get("error_rate"), train.get("conformer", {}).get("error_rate")
     ratio = ours / theirs if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and theirs else None
     print(f"\n{tag} ratio truncated / conformer: {'-' if ratio is None else f'{ratio:.3f}'}")
     print(f"encoder parameters: truncated {conf['truncated_params']:,}, conformer {conf['conformer_params']:,} "
@@ -621,11 +636,12 @@ def main() -> None:
         "conformer_overrides": list(args.conformer_set),
         "conformer": conf,
         "precision": recipe.train.precision,
-        "per_ratio": ratio,
+        "metric": metric,
+        "error_rate_ratio": ratio,
         "train": train,
         "speed": speed,
     }
-    path = write_json("asr_baseline", payload, args.json or str(Path(args.out_dir) / "asr_baseline.json"))
+    path = write_json("asr_baseline", payload, args.json or str(default_json(args.out_dir, models)))
     print(f"\nwrote {path}")
 
 
