@@ -43,9 +43,9 @@ model.json, ``train.log``; the Conformer's also ``conformer.json``) under ``--ou
 the truncated one is a normal run (``speechattn transcribe`` / ``evaluate`` work on it). Results:
 a Markdown table on stdout and a JSON file: ``--out-dir/asr_baseline.json`` when both models
 are trained, ``--out-dir/asr_baseline_<model>.json`` when ``--models`` names one (so a pair run
-as two calls, one per model, keeps both files). Then
-``--skip-train`` (both models, the same ``--out-dir``) gives the table and the ratio of the two
-runs and times their decoding side by side. In the JSON, ``metric`` says which error rate
+as two calls, one per model, keeps both files). Then ``--skip-train`` (both models, the same
+``--out-dir``) gives the table and the ratio of the two runs and times their decoding side by
+side. In the JSON, ``metric`` says which error rate
 (``per`` or ``cer``) the ``error_rate`` fields and ``error_rate_ratio`` hold.
 """
 
@@ -574,7 +574,8 @@ def main() -> None:
         res.setdefault("model", name)
         res["wall_s"] = time.perf_counter() - start  # the whole process, python start-up included
         train[name] = res
-        shown = {k: res.get(k) for k in ("error_rate", "epochs", "steps", "minutes", "setup_s", "wall_s", "error") if k in res}
+        shown = {k: res.get(k) for k in ("error_rate", "epochs", "steps", "minutes", "setup_s", "wall_s", "error")
+                 if k in res}
         print(f"  {name}: {shown}", file=sys.stderr, flush=True)
 
     trained = [m for m in models if (Path(args.out_dir) / m / "model.safetensors").exists()]
