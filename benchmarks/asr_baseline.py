@@ -45,8 +45,8 @@ a Markdown table on stdout and a JSON file: ``--out-dir/asr_baseline.json`` when
 are trained, ``--out-dir/asr_baseline_<model>.json`` when ``--models`` names one (so a pair run
 as two calls, one per model, keeps both files). Then ``--skip-train`` (both models, the same
 ``--out-dir``) gives the table and the ratio of the two runs and times their decoding side by
-side. In the JSON, ``metric`` says which error rate
-(``per`` or ``cer``) the ``error_rate`` fields and ``error_rate_ratio`` hold.
+side. In the JSON, ``metric`` says which error rate (``per`` or ``cer``) the ``error_rate``
+fields and ``error_rate_ratio`` hold.
 """
 
 from __future__ import annotations
@@ -266,18 +266,12 @@ def train_worker(model: str, args: argparse.Namespace, started: float) -> dict[s
     new_cache = len(_cache_files() - cache_before)
     steps = summary.get("steps") or 0
     train_s = 60.0 * (summary.get("minutes") or 0.0)
-    dev = summary.get("dev", {})
     return {
         "model": model,
         "params": count_params(task.model.encoder),
         "model_params": count_params(task.model),
-        "metric": summary.get("metric"),
-        "error_rate": dev.get(summary.get("metric", "per")),
-        "dev": dev,
-        "best_epoch": summary.get("best_epoch"),
-        "epochs": summary.get("epochs"),
+        **summary_fields(summary),
         "steps": steps,
-        "minutes": summary.get("minutes"),
         "stopped": summary.get("stopped"),
         "setup_s": task.bench_setup_s,
         "eval_s": task.bench_eval_s,
@@ -290,8 +284,16 @@ def train_worker(model: str, args: argparse.Namespace, started: float) -> dict[s
         "vocab": len(task.tokenizer),
         "conformer": conf,
         "run_dir": str(run_dir),
-        "summary": summary,
     }
+
+
+def summary_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a run's metrics.json (``train_recipe``'s summary) gives a results row: the metric
+    (per or cer), its dev value as ``error_rate``, the dev scores, epochs, steps, minutes."""
+    dev = summary.get("dev", {})
+    return {"metric": summary.get("metric"), "error_rate": dev.get(summary.get("metric", "per")), "dev": dev,
+            "best_epoch": summary.get("best_epoch"), "epochs": summary.get("epochs"),
+            "steps": summary.get("steps"), "minutes": summary.get("minutes"), "summary": summary}
 
 
 def run_train_worker(model: str, args: argparse.Namespace, started: float) -> None:
@@ -554,12 +556,7 @@ def main() -> None:
             metrics = run_dir / "metrics.json"
             if metrics.exists():
                 summary = json.loads(metrics.read_text())
-                dev = summary.get("dev", {})
-                train[name] = {"model": name, "metric": summary.get("metric"),
-                               "error_rate": dev.get(summary.get("metric", "per")), "dev": dev,
-                               "best_epoch": summary.get("best_epoch"), "epochs": summary.get("epochs"),
-                               "steps": summary.get("steps"), "minutes": summary.get("minutes"),
-                               "summary": summary, "from": str(metrics)}
+                train[name] = {"model": name, **summary_fields(summary), "from": str(metrics)}
                 if (run_dir / "conformer.json").exists():
                     train[name]["conformer"] = json.loads((run_dir / "conformer.json").read_text())
             continue
