@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechattn.nn.attention import truncated_attention
@@ -31,7 +32,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["EncoderConfig", "EncoderLayer", "FeedForward", "TruncatedEncoder"]
 
-_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+
+class SwiGLU(nn.Module):
+    """Gated activation ``silu(a) * b`` of the two halves ``a, b`` of the last dimension:
+    (..., 2H) -> (..., H)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (..., 2H) -> (..., H)."""
+        a, b = x.chunk(2, dim=-1)
+        return F.silu(a) * b
+
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "swiglu": SwiGLU}
+# Activations that halve their input: the first linear layer is twice as wide.
+_GATED = frozenset({"swiglu"})
+
 # Frames x batch per chunk of the inference path (see EncoderLayer._infer).
 _INFERENCE_ROWS = 4096
 # Inference on unpadded inputs longer than this many frames runs as a stream of chunks.
@@ -139,12 +154,18 @@ class EncoderConfig:
 
 
 class FeedForward(nn.Module):
-    """Position-wise feed-forward: Linear -> activation -> dropout -> Linear -> dropout."""
+    """Position-wise feed-forward: Linear -> activation -> dropout -> Linear -> dropout.
+
+    With a gated activation (``"swiglu"``) the first Linear is ``2 * ffn_dim`` wide and the
+    activation halves it: ``ffn_dim = 2/3`` of a plain feed-forward's width has its parameters.
+    """
 
     def __init__(self, d_model: int, ffn_dim: int, dropout: float = 0.0, activation: str = "gelu") -> None:
         super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         self.net = nn.Sequential(
-            nn.Linear(d_model, ffn_dim),
+            nn.Linear(d_model, 2 * ffn_dim if activation in _GATED else ffn_dim),
             _ACTIVATIONS[activation](),
             nn.Dropout(dropout),
             nn.Linear(ffn_dim, d_model),
@@ -291,7 +312,8 @@ class TruncatedEncoder(nn.Module):
         positional: ``"rotary"`` (relative, default), ``"sinusoidal"``, ``"learned"`` or ``"none"``.
         max_len: positions of the ``"learned"`` encoding.
         dropout: dropout rate.
-        activation: feed-forward activation (``"gelu"``, ``"relu"``, ``"silu"``).
+        activation: feed-forward activation (``"gelu"``, ``"relu"``, ``"silu"``, or the gated
+            ``"swiglu"``, whose first linear layer is ``2 * ffn_dim`` wide).
         conv_kernel: width of the depthwise kernel of a Conformer-style convolution module in
             every layer (odd, >= 3); ``0`` (default) for none. Adds ``conv_kernel // 2`` frames
             of look-ahead per layer (times the subsampling factor).

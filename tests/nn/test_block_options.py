@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
+from speechattn.nn.encoder import EncoderConfig, FeedForward, TruncatedEncoder
 from tests.nn.test_encoder import _assert_streams_like_offline
 
 
@@ -111,3 +111,28 @@ def test_streaming_equals_offline_with_batchnorm(subsampling):
         alone, n = enc(x[:1, :90])
         together, _ = enc(x, torch.tensor([90, 157]))
     assert (together[0, : int(n[0])] - alone[0]).abs().max().item() <= 1e-5
+
+
+def test_swiglu_feed_forward_gates_two_halves():
+    torch.manual_seed(0)
+    ffn = FeedForward(8, 6, activation="swiglu")
+    first, last = ffn.net[0], ffn.net[3]
+    assert first.out_features == 12 and last.in_features == 6
+    x = torch.randn(2, 5, 8)
+    a, b = first(x).split(6, dim=-1)
+    expected = last(torch.nn.functional.silu(a) * b)
+    torch.testing.assert_close(ffn(x), expected)
+    # the gate matters: swapping the halves changes the output
+    swapped = last(torch.nn.functional.silu(b) * a)
+    assert not torch.allclose(ffn(x), swapped)
+
+
+def test_feed_forward_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="activation"):
+        FeedForward(8, 6, activation="tanh")
+
+
+@pytest.mark.parametrize("conv_kernel", [0, 5])
+def test_streaming_equals_offline_with_swiglu(conv_kernel):
+    enc = _encoder(activation="swiglu", conv_kernel=conv_kernel, conv_norm="batch", subsampling=4)
+    _assert_streams_like_offline(enc, torch.randn(2, 157, 20), (1, 9, 400))
