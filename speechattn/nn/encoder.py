@@ -47,6 +47,12 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "s
 # Activations that halve their input: the first linear layer is twice as wide.
 _GATED = frozenset({"swiglu"})
 
+
+def _check_activation(name: str) -> None:
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
+
+
 # Frames x batch per chunk of the inference path (see EncoderLayer._infer).
 _INFERENCE_ROWS = 4096
 # Inference on unpadded inputs longer than this many frames runs as a stream of chunks.
@@ -105,8 +111,7 @@ class EncoderConfig:
             raise ValueError(f"subsampling must be 1, 2 or 4, got {self.subsampling}")
         if self.positional not in POSITIONAL_KINDS:
             raise ValueError(f"positional must be one of {list(POSITIONAL_KINDS)}, got {self.positional!r}")
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
+        _check_activation(self.activation)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         k = self.conv_kernel
@@ -162,8 +167,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, ffn_dim: int, dropout: float = 0.0, activation: str = "gelu") -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        _check_activation(activation)
         self.net = nn.Sequential(
             nn.Linear(d_model, 2 * ffn_dim if activation in _GATED else ffn_dim),
             _ACTIVATIONS[activation](),
