@@ -45,7 +45,8 @@ a Markdown table on stdout and a JSON file: ``--out-dir/asr_baseline.json`` when
 are trained, ``--out-dir/asr_baseline_<model>.json`` when ``--models`` names one (so a pair run
 as two calls, one per model, keeps both files). Then ``--skip-train`` (both models, the same
 ``--out-dir``) gives the table and the ratio of the two runs and times their decoding side by
-side. In the JSON, ``metric`` says which error rate (``per`` or ``cer``) the ``error_rate``
+side (s/step and process minutes come from those per-model JSON files when they match the run
+directories' metrics.json). In the JSON, ``metric`` says which error rate (``per`` or ``cer``) the ``error_rate``
 fields and ``error_rate_ratio`` hold.
 """
 
@@ -500,7 +501,8 @@ def main() -> None:
                         help=f"quick end-to-end check: {SMOKE_MINUTES} min per model on a tiny subset "
                              f"({' '.join(SMOKE_OVERRIDES)})")
     parser.add_argument("--skip-train", action="store_true",
-                        help="only decode (uses the runs in OUT_DIR and their metrics.json)")
+                        help="only decode (uses the runs in OUT_DIR, their metrics.json and, when they match, "
+                             "the asr_baseline_<model>.json of the runs that trained them)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.minutes is None and args.smoke:
@@ -553,9 +555,15 @@ def main() -> None:
     for name in models:
         run_dir = Path(args.out_dir) / name
         if args.skip_train:
-            metrics = run_dir / "metrics.json"
+            metrics, record = run_dir / "metrics.json", default_json(args.out_dir, [name])
             if metrics.exists():
                 summary = json.loads(metrics.read_text())
+                entry = json.loads(record.read_text()).get("train", {}).get(name) if record.exists() else None
+                if isinstance(entry, dict) and entry.get("steps") == summary.get("steps") \
+                        and entry.get("error_rate") == summary_fields(summary)["error_rate"]:
+                    # the `--models NAME` run that wrote this run directory: s/step and process time too
+                    train[name] = {**entry, "from": str(record)}
+                    continue
                 train[name] = {"model": name, **summary_fields(summary), "from": str(metrics)}
                 if (run_dir / "conformer.json").exists():
                     train[name]["conformer"] = json.loads((run_dir / "conformer.json").read_text())
