@@ -46,8 +46,8 @@ are trained, ``--out-dir/asr_baseline_<model>.json`` when ``--models`` names one
 as two calls, one per model, keeps both files). Then ``--skip-train`` (both models, the same
 ``--out-dir``) gives the table and the ratio of the two runs and times their decoding side by
 side (s/step and process minutes come from those per-model JSON files when they match the run
-directories' metrics.json). In the JSON, ``metric`` says which error rate (``per`` or ``cer``) the ``error_rate``
-fields and ``error_rate_ratio`` hold.
+directories' metrics.json). In the JSON, ``metric`` says which error rate (``per`` or ``cer``)
+the ``error_rate`` fields and ``error_rate_ratio`` hold.
 """
 
 from __future__ import annotations
