@@ -557,14 +557,14 @@ def main() -> None:
         if args.skip_train:
             metrics, record = run_dir / "metrics.json", default_json(args.out_dir, [name])
             if metrics.exists():
-                summary = json.loads(metrics.read_text())
+                fields = summary_fields(json.loads(metrics.read_text()))
                 entry = json.loads(record.read_text()).get("train", {}).get(name) if record.exists() else None
-                if isinstance(entry, dict) and entry.get("steps") == summary.get("steps") \
-                        and entry.get("error_rate") == summary_fields(summary)["error_rate"]:
+                if isinstance(entry, dict) and (entry.get("steps"), entry.get("error_rate")) == (
+                        fields["steps"], fields["error_rate"]):
                     # the `--models NAME` run that wrote this run directory: s/step and process time too
                     train[name] = {**entry, "from": str(record)}
                     continue
-                train[name] = {"model": name, **summary_fields(summary), "from": str(metrics)}
+                train[name] = {"model": name, **fields, "from": str(metrics)}
                 if (run_dir / "conformer.json").exists():
                     train[name]["conformer"] = json.loads((run_dir / "conformer.json").read_text())
             continue
