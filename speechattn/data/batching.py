@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["length_batches", "pad_batch", "padded_length"]
+__all__ = ["bucketed_batches", "length_batches", "pad_batch", "padded_length", "shortest_first_batches"]
 
 
 def padded_length(longest: int, multiple: int = 1) -> int:
@@ -42,8 +43,6 @@ def length_batches(feats: Sequence[Tensor], max_frames: int) -> Iterator[tuple[l
     Returns, per batch: indices into ``feats``, (batch, longest, dim) zero-padded features and
     (batch,) lengths.
     """
-    import torch
-
     order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
     start = 0
     while start < len(order):
@@ -56,3 +55,38 @@ def length_batches(feats: Sequence[Tensor], max_frames: int) -> Iterator[tuple[l
         lengths = torch.tensor([feats[i].shape[0] for i in idx])
         yield idx, nn.utils.rnn.pad_sequence([feats[i] for i in idx], batch_first=True), lengths
         start = stop
+
+
+def bucketed_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+                     pool_batches: int = 50) -> list[list[int]]:
+    """Training batches of ``batch_size`` indices of similar length, in random order.
+
+    The indices are shuffled, sorted by length within pools of ``pool_batches`` batches, cut
+    into batches, and the batches shuffled: little padding, yet every epoch mixes short and long
+    batches. A last incomplete batch is dropped (unless there is no complete one).
+    """
+    _check_batch_size(batch_size, pool_batches)
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    pool = batch_size * pool_batches
+    batches: list[list[int]] = []
+    for p in range(0, len(order), pool):
+        chunk = sorted(order[p : p + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    batches = [b for b in batches if len(b) == batch_size] or batches
+    return [batches[j] for j in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def shortest_first_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Training batches of ``batch_size`` indices from the shortest sequences to the longest
+    (SortaGrad, Amodei et al. 2016: a first epoch in this order helps CTC training leave its
+    all-blank plateau). Sequences of equal length are in random order; a last incomplete batch
+    is dropped (unless there is no complete one)."""
+    _check_batch_size(batch_size)
+    order = sorted(torch.randperm(len(lengths), generator=generator).tolist(), key=lambda i: lengths[i])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [b for b in batches if len(b) == batch_size] or batches
+
+
+def _check_batch_size(batch_size: int, pool_batches: int = 1) -> None:
+    if batch_size < 1 or pool_batches < 1:
+        raise ValueError(f"batch_size and pool_batches must be >= 1, got {batch_size}, {pool_batches}")

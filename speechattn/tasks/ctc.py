@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from speechattn.audio import CMVNStats, FeatureConfig, FeatureExtractor, GlobalCMVN
 from speechattn.data.augment import AugmentConfig, spec_augment
-from speechattn.data.batching import length_batches, pad_batch
+from speechattn.data.batching import bucketed_batches, length_batches, pad_batch, shortest_first_batches
 from speechattn.data.featcache import FeatureSet, extract_features, perturbed_features
 from speechattn.data.labels import FrameGrid
 from speechattn.data.manifest import Manifest
@@ -74,6 +74,10 @@ class CTCDataConfig:
     #: training batches are padded to a multiple of this many frames (fewer distinct shapes:
     #: faster CPU steps; padded frames are masked everywhere in our encoder).
     pad_multiple: int = 32
+    #: the first this many epochs visit the training batches from the shortest utterances to
+    #: the longest (SortaGrad) instead of in random order: CTC leaves its all-blank plateau
+    #: more reliably (RESULTS.md, CTC section).
+    sortagrad_epochs: int = 0
     max_train_utterances: int | None = None
     max_dev_utterances: int | None = None
 
@@ -86,6 +90,8 @@ class CTCDataConfig:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.pad_multiple < 1:
             raise ValueError(f"pad_multiple must be >= 1, got {self.pad_multiple}")
+        if self.sortagrad_epochs < 0:
+            raise ValueError(f"sortagrad_epochs must be >= 0, got {self.sortagrad_epochs}")
 
 
 @dataclass
@@ -292,19 +298,17 @@ class CTCTask:
         return max(1, len(self.train_feats) // self.recipe.train.batch_size)
 
     def train_batches(self, epoch: int) -> Iterator[list[int]]:
-        """Batches of ``batch_size`` utterances of similar length: shuffle, sort within pools of
-        50 batches, cut, shuffle the batches."""
+        """Batches of ``batch_size`` utterances of similar length in random order
+        (:func:`bucketed_batches`); from the shortest to the longest in the first
+        ``data.sortagrad_epochs`` epochs (:func:`shortest_first_batches`)."""
         gen = torch.Generator().manual_seed(self.recipe.train.seed * 100003 + epoch)
-        order = torch.randperm(len(self.train_feats), generator=gen).tolist()
+        lengths = [f.shape[0] for f in self.train_feats]
         size = self.recipe.train.batch_size
-        pool = size * 50
-        batches = []
-        for p in range(0, len(order), pool):
-            chunk = sorted(order[p : p + pool], key=lambda i: self.train_feats[i].shape[0])
-            batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
-        batches = [b for b in batches if len(b) == size] or batches
-        for j in torch.randperm(len(batches), generator=gen).tolist()[: self.steps_per_epoch()]:
-            yield batches[j]
+        if epoch <= self.recipe.data.sortagrad_epochs:
+            batches = shortest_first_batches(lengths, size, gen)
+        else:
+            batches = bucketed_batches(lengths, size, gen)
+        yield from batches[: self.steps_per_epoch()]
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: list[int], progress: float) -> tuple[Tensor, dict[str, float]]:

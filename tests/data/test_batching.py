@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from speechattn.data.batching import length_batches, pad_batch, padded_length
+from speechattn.data.batching import (
+    bucketed_batches,
+    length_batches,
+    pad_batch,
+    padded_length,
+    shortest_first_batches,
+)
 
 
 def test_pad_batch_rounds_time_up_and_keeps_values():
@@ -43,3 +49,45 @@ def test_padded_length_rounds_up_to_the_multiple():
     assert padded_length(7) == 7
     with pytest.raises(ValueError, match="multiple"):
         padded_length(5, 0)
+
+
+def _lengths(n: int = 203, seed: int = 0) -> list[int]:
+    return torch.randint(20, 60, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def test_bucketed_batches_are_full_disjoint_similar_and_shuffled():
+    lengths = _lengths()
+    batches = bucketed_batches(lengths, 8, torch.Generator().manual_seed(1), pool_batches=5)
+    assert all(len(b) == 8 for b in batches) and len(batches) == 203 // 8
+    flat = [i for b in batches for i in b]
+    assert len(set(flat)) == len(flat) == 200  # each index at most once; the 3 left over dropped
+    # within a pool, batches are cut from a sorted run: each batch spans little of the length range
+    spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert sum(spans) / len(spans) < 0.3 * (max(lengths) - min(lengths))
+    maxima = [max(lengths[i] for i in b) for b in batches]
+    assert maxima != sorted(maxima)  # not in length order
+    again = bucketed_batches(lengths, 8, torch.Generator().manual_seed(1), pool_batches=5)
+    other = bucketed_batches(lengths, 8, torch.Generator().manual_seed(2), pool_batches=5)
+    assert again == batches and other != batches
+
+
+def test_shortest_first_batches_go_from_short_to_long():
+    lengths = _lengths()
+    batches = shortest_first_batches(lengths, 8, torch.Generator().manual_seed(1))
+    assert all(len(b) == 8 for b in batches) and len(batches) == 203 // 8
+    flat = [i for b in batches for i in b]
+    assert len(set(flat)) == 200
+    assert [lengths[i] for i in flat] == sorted(lengths)[:200]  # the 3 longest are dropped
+    # equal lengths are in random order: another generator, same lengths, other indices
+    other = shortest_first_batches(lengths, 8, torch.Generator().manual_seed(2))
+    assert [lengths[i] for b in other for i in b] == [lengths[i] for i in flat] and other != batches
+    assert shortest_first_batches([5, 3], 8, torch.Generator()) == [[1, 0]]  # fewer than a batch: kept
+
+
+def test_batch_orders_reject_bad_sizes():
+    with pytest.raises(ValueError, match="batch_size"):
+        bucketed_batches([1, 2], 0, torch.Generator())
+    with pytest.raises(ValueError, match="pool_batches"):
+        bucketed_batches([1, 2], 2, torch.Generator(), pool_batches=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        shortest_first_batches([1, 2], 0, torch.Generator())

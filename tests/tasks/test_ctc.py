@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from speechattn.config import ConfigError
 from speechattn.tasks import load_task_recipe
-from speechattn.tasks.ctc import CTCDataConfig, CTCRecipe, score_transcripts
+from speechattn.tasks.ctc import CTCDataConfig, CTCRecipe, CTCTask, score_transcripts
 from speechattn.text import CharTokenizer, Lexicon, PhoneTokenizer, tokenizer_from_dict
 from tests.ctc_support import RECIPE, tiny_ctc_run
 
@@ -33,6 +34,23 @@ def test_recipe_errors_name_the_key(tmp_path):
         load_task_recipe(RECIPE, ["data.tokens=words"])
     with pytest.raises(ValueError, match="lexicon"):
         CTCDataConfig(tokens="phones", lexicon=None)
+
+
+def test_sortagrad_epochs_order_the_first_epochs_shortest_first():
+    recipe = load_task_recipe(RECIPE, ["data.sortagrad_epochs=2", "train.batch_size=4"])
+    lengths = torch.randint(10, 90, (50,), generator=torch.Generator().manual_seed(0)).tolist()
+    task = SimpleNamespace(recipe=recipe, train_feats=[torch.zeros(n, 1) for n in lengths], steps_per_epoch=lambda: 12)
+
+    def maxima(epoch):
+        batches = list(CTCTask.train_batches(task, epoch))
+        assert len(batches) == 12 and all(len(b) == 4 for b in batches)
+        return [max(lengths[i] for i in b) for b in batches]
+
+    assert maxima(1) == sorted(maxima(1)) and maxima(2) == sorted(maxima(2))
+    assert maxima(3) != sorted(maxima(3))  # random order from epoch 3 on
+    assert maxima(1)[-1] < max(lengths)  # the epoch stops after steps_per_epoch batches: the shortest
+    with pytest.raises(ValueError, match="sortagrad_epochs"):
+        CTCDataConfig(sortagrad_epochs=-1)
 
 
 def test_score_transcripts_phones_and_chars():
