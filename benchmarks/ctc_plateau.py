@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import asr_baseline as ab
 
     from speechattn.tasks import ctc, load_task_recipe
-    from speechattn.training.trainer import Trainer
+    from speechattn.training.trainer import Trainer, seed_everything
 
     overrides = ["train.batch_size=16", f"train.seed={args.seed}", "train.max_minutes=null",
                  "train.max_epochs=5", "train.eval_every=100", "train.threads=1", *args.set]
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         overrides.append("model.encoder.num_heads=4")  # the baseline's 4 heads, as in asr_baseline's pairs
     recipe = load_task_recipe(args.recipe, overrides)
     torch.set_num_threads(1)
+    seed_everything(recipe.train.seed)  # initial weights as train_recipe / asr_baseline.py make them
     encoder = ab.conformer_encoder(recipe, 312, 15) if args.model == "conformer" else None
     losses: list[float] = []
     probes: list[tuple[int, float]] = []

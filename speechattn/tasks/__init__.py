@@ -76,7 +76,7 @@ def train_recipe(
 ) -> dict[str, Any]:
     """Train a recipe; returns the summary also written to ``RUN_DIR/metrics.json``."""
     from speechattn.config import save_recipe
-    from speechattn.training.trainer import Trainer
+    from speechattn.training.trainer import Trainer, seed_everything
 
     recipe = load_task_recipe(recipe_path, overrides)
     out = choose_run_dir(recipe_path, run_dir, resume)
@@ -88,6 +88,9 @@ def train_recipe(
         import torch
 
         torch.set_num_threads(recipe.train.threads)
+    # The task initializes its model from the global RNG: seed it first, so that train.seed fixes
+    # the initial weights too (the trainer seeds again before the first step).
+    seed_everything(recipe.train.seed)
     if recipe.task == "speaker":
         from speechattn.tasks.speaker import SpeakerTask
 

@@ -15,7 +15,7 @@ from speechattn.config import ConfigError
 from speechattn.tasks import load_task_recipe
 from speechattn.tasks.ctc import CTCDataConfig, CTCRecipe, CTCTask, score_transcripts
 from speechattn.text import CharTokenizer, Lexicon, PhoneTokenizer, tokenizer_from_dict
-from tests.ctc_support import RECIPE, tiny_ctc_run
+from tests.ctc_support import RECIPE, TINY_CTC, tiny_ctc_run
 
 
 def test_recipe_loads_as_ctc_with_phones_by_default():
@@ -51,6 +51,21 @@ def test_sortagrad_epochs_order_the_first_epochs_shortest_first():
     assert maxima(1)[-1] < max(lengths)  # the epoch stops after steps_per_epoch batches: the shortest
     with pytest.raises(ValueError, match="sortagrad_epochs"):
         CTCDataConfig(sortagrad_epochs=-1)
+
+
+def test_train_seed_fixes_the_initial_weights(tmp_path, speechocean_dir, monkeypatch):
+    from speechattn.tasks import train_recipe
+    from speechattn.training import trainer
+
+    initial = []
+    monkeypatch.setattr(trainer.Trainer, "fit", lambda self, task, resume=False: initial.append(
+        {k: v.clone() for k, v in task.modules.state_dict().items()}) or {})
+    for i, seed in enumerate([0, 0, 1]):
+        torch.rand(7 + i)  # a different global RNG state before each call
+        train_recipe(RECIPE, [*TINY_CTC, f"train.seed={seed}"], run_dir=tmp_path / str(i), progress=False)
+    weights = [k for k in initial[0] if k.endswith("weight") and initial[0][k].is_floating_point()]
+    assert weights and all(torch.equal(initial[0][k], initial[1][k]) for k in initial[0])
+    assert not all(torch.equal(initial[0][k], initial[2][k]) for k in weights)
 
 
 def test_score_transcripts_phones_and_chars():
