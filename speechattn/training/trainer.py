@@ -48,6 +48,8 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     eval_every: int = 1
     early_stopping: int | None = None
+    #: seeds the initial weights (``train_recipe`` seeds before building the task), batch order,
+    #: augmentation and everything random in training.
     seed: int = 0
     threads: int | None = None
 
