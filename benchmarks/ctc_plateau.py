@@ -69,15 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             total = 0.0
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
                 for batch in probe_batches:
-                    feats = [self.train_feats[i] for i in batch]
-                    lengths = torch.tensor([f.shape[0] for f in feats])
-                    x = ctc.pad_batch(feats, self.recipe.data.pad_multiple)
-                    hidden, out_lengths = self.model.encoder(self.model.cmvn(x, lengths), lengths)
-                    log_probs = self.model.head(hidden).float().log_softmax(-1)
-                    targets = [self.train_targets[i] for i in batch]
-                    total += float(torch.nn.functional.ctc_loss(
-                        log_probs.transpose(0, 1), torch.cat(targets), out_lengths,
-                        torch.tensor([len(t) for t in targets]), blank=0, reduction="mean", zero_infinity=True))
+                    total += float(self.batch_loss(batch, augment=False))
             self.modules.train(training)
             return total / len(probe_batches)
 

@@ -312,17 +312,23 @@ class CTCTask:
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: list[int], progress: float) -> tuple[Tensor, dict[str, float]]:
+        return self.batch_loss(batch), {}
+
+    def batch_loss(self, batch: list[int], augment: bool = True) -> Tensor:
+        """Mean CTC loss (per target token) of training utterances ``batch``, with SpecAugment
+        unless ``augment`` is False."""
         feats = [self.train_feats[i] for i in batch]
         lengths = torch.tensor([f.shape[0] for f in feats])
-        x = pad_batch(feats, self.recipe.data.pad_multiple)
-        x = spec_augment(self.model.cmvn(x, lengths), self.recipe.augment, self.generator)
+        x = self.model.cmvn(pad_batch(feats, self.recipe.data.pad_multiple), lengths)
+        if augment:
+            x = spec_augment(x, self.recipe.augment, self.generator)
         hidden, out_lengths = self.model.encoder(x, lengths)
         log_probs = self.model.head(hidden).float().log_softmax(-1)
         targets = [self.train_targets[i] for i in batch]
         loss = nn.functional.ctc_loss(
             log_probs.transpose(0, 1), torch.cat(targets), out_lengths, torch.tensor([len(t) for t in targets]),
             blank=0, reduction="mean", zero_infinity=True)
-        return loss, {}
+        return loss
 
     # ----------------------------------------------------------------- evaluation
     def decode(self, feats: Sequence[Tensor], beam: int | None = None) -> list[CTCHypothesis]:
