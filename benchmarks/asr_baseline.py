@@ -232,8 +232,7 @@ def train_worker(model: str, args: argparse.Namespace, started: float) -> dict[s
                      progress: bool | None = None) -> None:
             start = time.perf_counter()
             if conf is not None:
-                assert encoder is None
-                torch.manual_seed(recipe.train.seed)
+                assert encoder is None  # train_recipe has just seeded the RNG with train.seed
                 encoder = conformer_encoder(recipe, conf["ffn_dim"], conf["kernel_size"])
             super().__init__(recipe, data_root=data_root, encoder=encoder, progress=progress)
             self.bench_setup_s = time.perf_counter() - start
