@@ -79,6 +79,12 @@ class EncoderConfig:
     ``time_reduce_at`` / ``time_recover_at`` (both or neither) run layers ``time_reduce_at ..
     time_recover_at - 1`` at half the frame rate, as in Squeezeformer: fewer frames for the
     middle layers, whose contexts and convolution spans then count frames twice as long.
+
+    ``residual_init_scale`` multiplies, at initialisation only, the weights of the last Linear of
+    every residual branch (the attention's output projection, the convolution module's last
+    pointwise Linear and the feed-forwards' second Linear): each block then starts closer to the
+    identity. ``1.0`` (the default) keeps PyTorch's initialisation. It does not change the
+    computation, so saved models load whatever its value.
     """
 
     input_dim: int = 80
@@ -100,6 +106,7 @@ class EncoderConfig:
     block_norm: bool = False
     time_reduce_at: int | None = None
     time_recover_at: int | None = None
+    residual_init_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("input_dim", "d_model", "num_heads", "num_layers", "ffn_dim", "subsampling_channels", "max_len"):
@@ -122,6 +129,9 @@ class EncoderConfig:
         for name in ("macaron", "block_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        scale = self.residual_init_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 < scale < float("inf"):
+            raise ValueError(f"residual_init_scale must be a positive number, got {scale!r}")
         self.layer_contexts()  # validates the per-layer lists
         self.half_rate_layers()  # validates the time reduction
 
@@ -219,6 +229,14 @@ class EncoderLayer(nn.Module):
         self.ffn = FeedForward(d_model, ffn_dim, dropout, activation)
         self.conv: ConvModule | None = ConvModule(d_model, conv_kernel, dropout, conv_norm) if conv_kernel else None
         self.out_norm: nn.LayerNorm | None = nn.LayerNorm(d_model) if block_norm else None
+
+    def residual_outputs(self) -> list[nn.Linear]:
+        """The last Linear of each residual branch: what ``residual_init_scale`` scales."""
+        branches = [self.pre_ffn, self.ffn]
+        outs = [self.attn.out] + [ffn.net[3] for ffn in branches if ffn is not None]
+        if self.conv is not None:
+            outs.append(self.conv.pointwise_out)
+        return outs  # type: ignore[return-value]
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """x: (batch, time, d_model) -> (batch, time, d_model)."""
@@ -331,6 +349,9 @@ class TruncatedEncoder(nn.Module):
             ``time_recover_at`` (or the final LayerNorm) each half-rate frame is repeated twice
             and added to the full-rate input of the reduction. Their contexts count half-rate
             frames. ``None`` (default): every layer at the full rate.
+        residual_init_scale: factor on the initial weights of the last Linear of every residual
+            branch (attention output, convolution module output, feed-forwards' second Linear);
+            ``1.0`` (default): PyTorch's initialisation. Initialisation only.
 
     Cost and memory are linear in the number of frames when every layer's contexts are finite.
     """
@@ -356,6 +377,7 @@ class TruncatedEncoder(nn.Module):
         block_norm: bool = False,
         time_reduce_at: int | None = None,
         time_recover_at: int | None = None,
+        residual_init_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.config = EncoderConfig(
@@ -364,6 +386,7 @@ class TruncatedEncoder(nn.Module):
             subsampling_channels=subsampling_channels, positional=positional, max_len=max_len,
             dropout=dropout, activation=activation, conv_kernel=conv_kernel, conv_norm=conv_norm,
             macaron=macaron, block_norm=block_norm, time_reduce_at=time_reduce_at, time_recover_at=time_recover_at,
+            residual_init_scale=residual_init_scale,
         )
         self.half_rate = self.config.half_rate_layers()
         self.input_dim = input_dim
@@ -384,6 +407,11 @@ class TruncatedEncoder(nn.Module):
             for left, right in self.config.layer_contexts()
         )
         self.norm = nn.LayerNorm(d_model)
+        if residual_init_scale != 1.0:
+            with torch.no_grad():
+                for layer in self.layers:
+                    for linear in layer.residual_outputs():
+                        linear.weight.mul_(residual_init_scale)
 
     @classmethod
     def from_config(cls, config: EncoderConfig) -> "TruncatedEncoder":
