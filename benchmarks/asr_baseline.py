@@ -107,7 +107,7 @@ class ConformerCTCEncoder(nn.Module):
 
     def __init__(self, input_dim: int, d_model: int, num_heads: int, num_layers: int, ffn_dim: int,
                  kernel_size: int = DEFAULT_KERNEL, dropout: float = 0.1, subsampling: int = 4,
-                 subsampling_channels: int = 64) -> None:
+                 subsampling_channels: int = 64, residual_init_scale: float = 1.0) -> None:
         super().__init__()
         from torchaudio.models import Conformer
 
@@ -123,6 +123,14 @@ class ConformerCTCEncoder(nn.Module):
         self.conformer = Conformer(input_dim=d_model, num_heads=num_heads, ffn_dim=ffn_dim, num_layers=num_layers,
                                    depthwise_conv_kernel_size=kernel_size, dropout=dropout)
         self.norm = nn.LayerNorm(d_model)
+        if residual_init_scale != 1.0:
+            # As our encoder's residual_init_scale: the last Linear / pointwise Conv1d of every
+            # residual branch (both feed-forwards, the attention, the convolution module).
+            with torch.no_grad():
+                for layer in self.conformer.conformer_layers:
+                    for weight in (layer.ffn1.sequential[4].weight, layer.ffn2.sequential[4].weight,
+                                   layer.self_attn.out_proj.weight, layer.conv_module.sequential[-2].weight):
+                        weight.mul_(residual_init_scale)
 
     @property
     def output_dim(self) -> int:
@@ -151,12 +159,12 @@ class ConformerCTCEncoder(nn.Module):
         return y, out_lengths
 
 
-def conformer_encoder(recipe: Any, ffn_dim: int, kernel_size: int) -> ConformerCTCEncoder:
+def conformer_encoder(recipe: Any, ffn_dim: int, kernel_size: int, init_scale: float = 1.0) -> ConformerCTCEncoder:
     enc = recipe.model.encoder
     return ConformerCTCEncoder(
         input_dim=recipe.features.feature_dim, d_model=enc.d_model, num_heads=enc.num_heads,
         num_layers=enc.num_layers, ffn_dim=ffn_dim, kernel_size=kernel_size, dropout=enc.dropout,
-        subsampling=enc.subsampling, subsampling_channels=enc.subsampling_channels)
+        subsampling=enc.subsampling, subsampling_channels=enc.subsampling_channels, residual_init_scale=init_scale)
 
 
 def truncated_encoder(recipe: Any) -> nn.Module:
@@ -224,6 +232,7 @@ def train_worker(model: str, args: argparse.Namespace, started: float) -> dict[s
     recipe = load(args, model)
     conf = conformer_config(recipe, args.conformer_ffn, args.conformer_kernel) if model == "conformer" else None
     if conf is not None:
+        conf["init_scale"] = args.conformer_init_scale
         (run_dir / "conformer.json").write_text(json.dumps(conf, indent=2) + "\n")
     created: list[Any] = []
 
@@ -233,7 +242,7 @@ def train_worker(model: str, args: argparse.Namespace, started: float) -> dict[s
             start = time.perf_counter()
             if conf is not None:
                 assert encoder is None  # train_recipe has just seeded the RNG with train.seed
-                encoder = conformer_encoder(recipe, conf["ffn_dim"], conf["kernel_size"])
+                encoder = conformer_encoder(recipe, conf["ffn_dim"], conf["kernel_size"], args.conformer_init_scale)
             super().__init__(recipe, data_root=data_root, encoder=encoder, progress=progress)
             self.bench_setup_s = time.perf_counter() - start
             self.bench_eval_s = 0.0
@@ -484,6 +493,10 @@ def main() -> None:
     parser.add_argument("--conformer-kernel", type=int, default=None,
                         help=f"the Conformer's depthwise kernel size (default: the recipe's conv_kernel, "
                              f"else {DEFAULT_KERNEL})")
+    parser.add_argument("--conformer-init-scale", type=float, default=1.0,
+                        help="factor on the initial weights of the last Linear / pointwise Conv1d of the "
+                             "Conformer's residual branches, as our model.encoder.residual_init_scale "
+                             "(default 1.0: torchaudio's initialisation)")
     parser.add_argument("--data-root", default=None,
                         help="data root (default: the recipe's data.root, else $SPEECHATTN_DATA, else data/)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training and decoding")
@@ -504,6 +517,8 @@ def main() -> None:
                              "the asr_baseline_<model>.json of the runs that trained them)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not 0.0 < args.conformer_init_scale < float("inf"):
+        parser.error(f"--conformer-init-scale must be a positive number, got {args.conformer_init_scale}")
     if args.minutes is None and args.smoke:
         args.minutes = SMOKE_MINUTES
     if args.out_dir is None:
@@ -540,6 +555,8 @@ def main() -> None:
         common += ["--conformer-ffn", str(args.conformer_ffn)]
     if args.conformer_kernel is not None:
         common += ["--conformer-kernel", str(args.conformer_kernel)]
+    if args.conformer_init_scale != 1.0:
+        common += ["--conformer-init-scale", str(args.conformer_init_scale)]
     if args.beam:
         common += ["--beam", str(args.beam)]
     common += [f"--set={s}" for s in args.set]
