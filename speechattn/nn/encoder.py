@@ -186,6 +186,13 @@ class FeedForward(nn.Module):
             nn.Dropout(dropout),
         )
 
+    @property
+    def output(self) -> nn.Linear:
+        """The second Linear (ffn_dim -> d_model)."""
+        out = self.net[3]
+        assert isinstance(out, nn.Linear)
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
         """x: (..., d_model) -> (..., d_model)."""
         return self.net(x)
@@ -232,11 +239,12 @@ class EncoderLayer(nn.Module):
 
     def residual_outputs(self) -> list[nn.Linear]:
         """The last Linear of each residual branch: what ``residual_init_scale`` scales."""
-        branches = [self.pre_ffn, self.ffn]
-        outs = [self.attn.out] + [ffn.net[3] for ffn in branches if ffn is not None]
+        outs = [self.attn.out, self.ffn.output]
+        if self.pre_ffn is not None:
+            outs.append(self.pre_ffn.output)
         if self.conv is not None:
             outs.append(self.conv.pointwise_out)
-        return outs  # type: ignore[return-value]
+        return outs
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """x: (batch, time, d_model) -> (batch, time, d_model)."""

@@ -38,7 +38,8 @@ def test_scales_exactly_the_branch_outputs(macaron):
 
 def test_layer_lists_its_branch_outputs():
     layer = _encoder(conv_kernel=0).layers[0]
-    assert layer.residual_outputs() == [layer.attn.out, layer.ffn.net[3]]
+    assert layer.residual_outputs() == [layer.attn.out, layer.ffn.output]
+    assert layer.ffn.output is layer.ffn.net[3]
 
 
 def test_default_keeps_pytorch_init():
