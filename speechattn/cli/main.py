@@ -332,19 +332,30 @@ def cache_clear(unused_days: float | None, dry_run: bool) -> None:
 )
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in the run folder.")
 @click.option("--data-root", metavar="DIR", default=None, help="Data root (default: the recipe's, else $SPEECHATTN_DATA, else ./data).")
-def train(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, data_root: str | None) -> None:
+@click.option("--device", metavar="DEVICE", default=None,
+              help="auto, cpu, cuda or cuda:N (default: the recipe's train.device, itself 'auto').")
+def train(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, data_root: str | None,
+          device: str | None) -> None:
     """Train a model from a recipe file.
 
     RECIPE is a YAML recipe (e.g. recipes/speaker.yaml). When training ends, its summary
     (run folder, metrics) is printed on stdout as JSON.
+
+    For several processes (CPU or GPU, one machine or many), start it with torchrun:
+    torchrun --nproc_per_node N -m speechattn.cli.main train RECIPE.
     """
     from speechattn import tasks
 
     train_recipe = getattr(tasks, "train_recipe", None)
     if train_recipe is None:
         raise click.ClickException("training is not available yet (speechattn.tasks.train_recipe is missing)")
-    summary = train_recipe(recipe, overrides=list(overrides), run_dir=run_dir, resume=resume, data_root=data_root)
-    click.echo(json.dumps(summary, indent=2, default=str))
+    summary = train_recipe(recipe, overrides=list(overrides), run_dir=run_dir, resume=resume, data_root=data_root,
+                           device=device)
+    from speechattn.training import distributed
+
+    if distributed.is_main():
+        click.echo(json.dumps(summary, indent=2, default=str))
+    distributed.shutdown()
 
 
 if __name__ == "__main__":  # pragma: no cover - `python3 -m speechattn.cli.main` (used by the Makefile)

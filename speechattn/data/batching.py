@@ -7,7 +7,31 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["bucketed_batches", "length_batches", "pad_batch", "padded_length", "shortest_first_batches"]
+__all__ = ["shuffled_batches", "shuffled_steps", "bucketed_batches", "length_batches", "pad_batch", "padded_length", "shortest_first_batches"]
+
+
+def shuffled_steps(count: int, batch_size: int, world: int = 1) -> int:
+    """Batches per epoch of :func:`shuffled_batches`: whole global batches of ``batch_size x world``
+    items (at least one)."""
+    return max(1, count // (batch_size * world))
+
+
+def shuffled_batches(count: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                     world: int = 1) -> Iterator[list[int]]:
+    """Index batches of one epoch over ``count`` items, shuffled from ``seed`` and ``epoch``.
+
+    Each global batch holds ``batch_size x world`` items; process ``rank`` of ``world`` gets its
+    contiguous ``batch_size`` of them, so ``world`` processes see together exactly the batches that
+    one process with a batch of ``batch_size x world`` sees. A corpus smaller than one global batch
+    gives one batch of everything (split between the ranks).
+    """
+    from speechattn.training.distributed import rank_slice
+
+    gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+    order = torch.randperm(count, generator=gen).tolist()
+    size = batch_size * world
+    for i in range(shuffled_steps(count, batch_size, world)):
+        yield rank_slice(order[i * size : (i + 1) * size] or order[:size], rank, world)
 
 
 def padded_length(longest: int, multiple: int = 1) -> int:

@@ -73,39 +73,57 @@ def train_recipe(
     resume: bool = False,
     data_root: str | None = None,
     progress: bool | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
-    """Train a recipe; returns the summary also written to ``RUN_DIR/metrics.json``."""
-    from speechattn.config import save_recipe
-    from speechattn.training.trainer import Trainer, seed_everything
+    """Train a recipe; returns the summary also written to ``RUN_DIR/metrics.json``.
 
+    Under ``torchrun`` every process calls this: the processes join one group first, rank 0
+    prepares the data (feature caches) while the others wait, then they read it.
+    """
+    from speechattn.config import save_recipe
+    from speechattn.training import distributed
+    from speechattn.training.trainer import Trainer, _device_for, seed_everything
+
+    if device is not None:
+        overrides = [*overrides, f"train.device={device}"]
     recipe = load_task_recipe(recipe_path, overrides)
-    out = choose_run_dir(recipe_path, run_dir, resume)
-    out.mkdir(parents=True, exist_ok=True)
     if data_root is not None:
         recipe.data.root = data_root
-    save_recipe(recipe, out / "config.yaml")
+    distributed.init_from_env(_device_for(recipe.train))
+    main = distributed.is_main()
+    out = distributed.from_main(lambda: choose_run_dir(recipe_path, run_dir, resume))  # one folder for all ranks
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and (out / "config.yaml").exists():
+            save_recipe(recipe, out / "config.resume.yaml")  # the original config is kept
+        else:
+            save_recipe(recipe, out / "config.yaml")
     if recipe.train.threads:
         import torch
 
         torch.set_num_threads(recipe.train.threads)
+    if not main:
+        distributed.barrier()  # rank 0 extracts and caches the features first
     # The task initializes its model from the global RNG: seed it first, so that train.seed fixes
     # the initial weights too (the trainer seeds again before the first step).
     seed_everything(recipe.train.seed)
     if recipe.task == "speaker":
         from speechattn.tasks.speaker import SpeakerTask
 
-        task = SpeakerTask(recipe, progress=progress)
+        task = SpeakerTask(recipe, progress=progress if main else False)
     elif recipe.task == "frame_labels":
         from speechattn.tasks.labeling import LabelTask
 
-        task = LabelTask(recipe, progress=progress)
+        task = LabelTask(recipe, progress=progress if main else False)
     elif recipe.task == "ctc":
         from speechattn.tasks.ctc import CTCTask
 
-        task = CTCTask(recipe, progress=progress)
+        task = CTCTask(recipe, progress=progress if main else False)
     else:  # pragma: no cover - guarded by load_task_recipe
         raise ValueError(f"unknown task {recipe.task!r}")
-    log.info("training %s in %s", recipe_path, out)
+    if main:
+        distributed.barrier()
+        log.info("training %s in %s", recipe_path, out)
     summary = Trainer(recipe.train, out, progress_bar=progress).fit(task, resume=resume)
     summary["run_dir"] = str(out)
     return summary

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from speechattn.audio import FeatureConfig, FeatureExtractor
 from speechattn.data.augment import AugmentConfig, mix_noise, random_crops, spec_augment
-from speechattn.data.batching import length_batches
+from speechattn.data.batching import length_batches, shuffled_batches, shuffled_steps
 from speechattn.data.featcache import extract_features, perturbed_features
 from speechattn.data.manifest import Manifest, Utterance
 from speechattn.data.splits import resolve_manifest
@@ -40,6 +40,7 @@ from speechattn.nn.losses import build_loss
 from speechattn.nn.masks import frame_mask
 from speechattn.paths import data_root as resolve_data_root
 from speechattn.training.checkpoint import save_weights, write_json
+from speechattn.training.distributed import rank_world
 from speechattn.training.trainer import TrainConfig
 
 __all__ = [
@@ -154,12 +155,15 @@ def normalize_features(x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
 
 
 def embed_feature_list(
-    embedder: nn.Module, feats: Sequence[Tensor], normalize: str, batch_frames: int = 40000
+    embedder: nn.Module, feats: Sequence[Tensor], normalize: str, batch_frames: int = 40000,
+    device: torch.device | str = "cpu",
 ) -> Tensor:
-    """(N, E) embeddings of whole utterances, batched by similar length (call in eval mode)."""
+    """(N, E) embeddings (on the CPU) of whole utterances, batched by similar length and computed on
+    ``device``, where ``embedder`` is (call in eval mode)."""
     out: list[Tensor | None] = [None] * len(feats)
     for idx, x, lengths in length_batches(feats, batch_frames):
-        emb = embedder(normalize_features(x, lengths, normalize), lengths).float()
+        x, lengths = x.to(device), lengths.to(device)
+        emb = embedder(normalize_features(x, lengths, normalize), lengths).float().cpu()
         for j, i in enumerate(idx):
             out[i] = emb[j]
     return torch.stack(out)  # type: ignore[arg-type]
@@ -231,7 +235,10 @@ class SpeakerTask:
         self.modules = nn.ModuleDict({"embedder": self.embedder, "head": self.head})
         self.metric = "eer" if recipe.eval.metric == "eer" else "accuracy"
         self.metric_mode: Literal["min", "max"] = "min" if self.metric == "eer" else "max"
-        self.generator = torch.Generator().manual_seed(recipe.train.seed)
+        # Each process of a torchrun group draws its own augmentation.
+        self.generator = torch.Generator().manual_seed(recipe.train.seed + 1_000_003 * rank_world()[0])
+        #: where training_step and evaluate run (the trainer sets it).
+        self.device = torch.device("cpu")
         self.last_eval: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- data
@@ -250,14 +257,12 @@ class SpeakerTask:
         return torch.cat(long_enough)
 
     def steps_per_epoch(self) -> int:
-        return max(1, len(self.train_set.feats) // self.recipe.train.batch_size)
+        return shuffled_steps(len(self.train_set.feats), self.recipe.train.batch_size, rank_world()[1])
 
     def train_batches(self, epoch: int) -> Iterator[list[int]]:
-        gen = torch.Generator().manual_seed(self.recipe.train.seed * 100003 + epoch)
-        order = torch.randperm(len(self.train_set.feats), generator=gen).tolist()
-        size = self.recipe.train.batch_size
-        for i in range(self.steps_per_epoch()):
-            yield order[i * size : (i + 1) * size] or order[:size]
+        """This process's part of each shuffled global batch (see :func:`shuffled_batches`)."""
+        yield from shuffled_batches(len(self.train_set.feats), self.recipe.train.batch_size, self.recipe.train.seed,
+                                    epoch, *rank_world())
 
     def make_batch(self, indices: list[int]) -> tuple[Tensor, Tensor]:
         """Augmented, normalised (batch, crop_frames, dim) features and their labels."""
@@ -278,17 +283,20 @@ class SpeakerTask:
     # ----------------------------------------------------------------- training
     def training_step(self, batch: list[int], progress: float) -> tuple[Tensor, dict[str, float]]:
         x, labels = self.make_batch(batch)
+        x, labels = x.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
         if hasattr(self.head, "margin"):
             warm = self.recipe.loss.margin_warmup
             self.head.margin = self.recipe.loss.margin * (1.0 if warm == 0 else min(1.0, progress / warm))
-        emb = self.embedder(x, torch.full((x.shape[0],), x.shape[1], dtype=torch.long))
+        emb = self.embedder(x, torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device))
         loss, logits = self.head(emb.float(), labels)
         acc = (logits.argmax(-1) == labels).float().mean().item()
         return loss, {"acc": acc}
 
     # ----------------------------------------------------------------- evaluation
     def embed(self, feats: Sequence[Tensor]) -> Tensor:
-        return embed_feature_list(self.embedder, feats, self.recipe.normalize, self.recipe.eval.batch_frames)
+        """(N, E) embeddings on the CPU, computed on the task's device."""
+        return embed_feature_list(self.embedder, feats, self.recipe.normalize, self.recipe.eval.batch_frames,
+                                  device=self.device)
 
     def evaluate(self) -> dict[str, float]:
         cfg = self.recipe.eval

@@ -1,10 +1,15 @@
 """The trainer shared by every task.
 
 A task (speaker, frame labeling, CTC...) provides its modules, its batches, a training step and
-a dev evaluation (see :class:`Task`); the trainer owns everything else: AdamW, warm-up + cosine
-schedule over the run's progress (epochs or a wall-clock budget, whichever ends first),
-gradient clipping, bf16 autocast, a progress bar, the per-epoch CSV/TensorBoard log, the best
-checkpoint chosen on dev, early stopping, resuming from the last checkpoint, and seeds.
+a dev evaluation (see :class:`Task`); the trainer owns everything else: the device, AdamW,
+warm-up + cosine schedule over the planned number of steps, gradient clipping, hardware-aware
+bf16 autocast, DistributedDataParallel under ``torchrun``, a progress bar, the per-epoch
+CSV/TensorBoard log, the best checkpoint chosen on dev, early stopping, resuming from the last
+checkpoint, and seeds.
+
+A run is defined in optimizer steps (``max_steps``, or ``max_epochs`` epochs), so the same recipe
+gives the same model on any machine; ``max_minutes`` is only a safety cap, and a run it cuts short
+says so in its log and in ``metrics.json`` (``stopped: max_minutes``, ``completed_fraction``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from speechattn.device import autocast, resolve_device, resolve_precision
+from speechattn.training import distributed
 from speechattn.training.checkpoint import load_state, save_state, write_json
 from speechattn.training.logs import RunLogger
 from speechattn.training.optim import build_adamw
@@ -33,10 +40,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    """The ``train`` block of a recipe."""
+    """The ``train`` block of a recipe.
+
+    The run's length is ``max_steps`` optimizer steps when set (``max_epochs`` then only bounds
+    it), else ``max_epochs`` epochs; the learning-rate schedule and the tasks' warm-ups follow
+    the step count. ``max_minutes`` is an optional safety cap on the training time. With
+    ``torchrun``, ``batch_size`` is per process: N processes train on batches of N x batch_size.
+    """
 
     batch_size: int = 64
     max_epochs: int = 100
+    max_steps: int | None = None
     max_minutes: float | None = None
     lr: float = 2e-3
     #: AdamW's (beta1, beta2): moving-average rates of the gradient and of its square.
@@ -45,7 +59,12 @@ class TrainConfig:
     warmup_steps: int = 200
     min_lr_ratio: float = 0.01
     grad_clip: float = 5.0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    #: ``auto``: bf16 autocast where the hardware runs bf16 natively (CUDA with bf16, a CPU with
+    #: AVX512-BF16 or AMX), else fp32. ``bf16`` on hardware without it warns (emulated, slow).
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    #: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``. Under torchrun
+    #: with CUDA, each process takes the GPU of its LOCAL_RANK.
+    device: str = "auto"
     eval_every: int = 1
     early_stopping: int | None = None
     #: seeds the initial weights (``train_recipe`` seeds before building the task), batch order,
@@ -57,6 +76,8 @@ class TrainConfig:
         for name in ("batch_size", "max_epochs", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
         if self.lr <= 0:
@@ -71,10 +92,31 @@ class TrainConfig:
             raise ValueError(f"early_stopping must be >= 1 evaluations or null, got {self.early_stopping}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
+        if self.device != "auto":
+            import torch as _torch
+
+            try:
+                dev = _torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}") from None
+            if dev.type not in ("cpu", "cuda"):
+                raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def planned_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run for epochs of ``steps_per_epoch`` steps."""
+        by_epochs = self.max_epochs * max(1, steps_per_epoch)
+        return by_epochs if self.max_steps is None else min(self.max_steps, by_epochs)
 
 
 class Task(Protocol):
-    """What a task gives the trainer."""
+    """What a task gives the trainer.
+
+    Before training, the trainer moves ``modules`` to its device and sets ``task.device``: the
+    task puts its batches there in :meth:`training_step` and runs :meth:`evaluate` there. Under
+    torchrun, :meth:`train_batches` yields this process's part of each global batch (see
+    :func:`speechattn.training.distributed.rank_slice`), the same number of batches on every
+    rank; only rank 0 evaluates and saves.
+    """
 
     #: every trainable module (model and loss head); saved in checkpoints.
     modules: nn.ModuleDict
@@ -104,12 +146,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class _Step(nn.Module):
+    """The task's training step as a module, so DistributedDataParallel can wrap it: its forward
+    is ``task.training_step`` and its parameters are the task's modules."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        self.task_modules = task.modules
+        self._task = task
+
+    def forward(self, batch: Any, progress: float) -> tuple[Tensor, dict[str, float]]:
+        return self._task.training_step(batch, progress)
+
+
+def _device_for(config: TrainConfig) -> torch.device:
+    """The configured device; under torchrun with CUDA (``auto`` or ``cuda``), LOCAL_RANK's GPU."""
+    import os
+
+    device = resolve_device(config.device)
+    if device.type == "cuda" and device.index is None and distributed.env_world_size() > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
 class Trainer:
     """Runs a :class:`Task` with a :class:`TrainConfig` in ``run_dir``.
 
     Files: ``checkpoints/last.pt`` (everything needed to resume, written atomically after each
     evaluation), ``log.csv`` (+ ``tensorboard/``), ``metrics.json`` (best dev metrics and a
-    summary), and whatever ``task.save_best`` writes (the model) whenever dev improves.
+    summary), and whatever ``task.save_best`` writes (the model) whenever dev improves. Under
+    torchrun only rank 0 writes them.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, progress_bar: bool | None = None) -> None:
@@ -122,8 +190,19 @@ class Trainer:
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        device = _device_for(cfg)
+        distributed.init_from_env(device)
+        rank, world = distributed.rank_world()
+        main = rank == 0
+        precision = resolve_precision(cfg.precision, device, warn=main)
+        if main:
+            log.info("training on %s in %s%s", device, precision,
+                     f", {world} processes (DistributedDataParallel)" if world > 1 else "")
         seed_everything(cfg.seed)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        task.modules.to(device)
+        task.device = device  # type: ignore[attr-defined]
         params = [p for p in task.modules.parameters() if p.requires_grad]
         optimizer = build_adamw(params, cfg.lr, cfg.weight_decay, cfg.betas)
         state = {"step": 0, "epoch": 0, "elapsed": 0.0, "best": None, "best_epoch": 0, "bad_evals": 0,
@@ -136,38 +215,52 @@ class Trainer:
             optimizer.load_state_dict(saved["optimizer"])
             torch.set_rng_state(saved["torch_rng"])
             state.update(saved["trainer"])
-            log.info("resumed from %s at epoch %d, step %d", self.last_path, state["epoch"], state["step"])
+            if main:
+                log.info("resumed from %s at epoch %d, step %d", self.last_path, state["epoch"], state["step"])
+        step_module: nn.Module = _Step(task)
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-        logger = RunLogger(self.run_dir)
+            step_module = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda"
+                                                  else None)
+
+        logger = RunLogger(self.run_dir) if main else None
         steps_per_epoch = max(1, task.steps_per_epoch())
-        total_steps = cfg.max_epochs * steps_per_epoch
+        total_steps = cfg.planned_steps(steps_per_epoch)
+        max_epochs = -(-total_steps // steps_per_epoch)
         budget = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
         start = time.perf_counter() - state["elapsed"]
-        stop_reason = "max_epochs"
+        stop_reason = "max_steps" if cfg.max_steps is not None else "max_epochs"
 
         def progress() -> float:
-            p = state["step"] / total_steps
-            if budget is not None:
-                p = max(p, (time.perf_counter() - start) / budget)
-            return min(p, 1.0)
+            return min(state["step"] / total_steps, 1.0)
 
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-        while state["epoch"] < cfg.max_epochs:
+        def out_of_time() -> bool:
+            if budget is None:
+                return False
+            over = torch.tensor([float(time.perf_counter() - start >= budget)])
+            if world > 1:  # rank 0's clock decides for everyone: all ranks stop at the same step
+                torch.distributed.broadcast(over, 0)
+            return bool(over.item())
+
+        lr = cfg.lr
+        while state["epoch"] < max_epochs and state["step"] < total_steps:
             epoch = state["epoch"] + 1
             task.modules.train()
             sums: dict[str, float] = {}
             count = 0
-            # progress_bar=None: shown on a terminal only.
-            disable = None if self.progress_bar is None else not self.progress_bar
-            bar = tqdm(task.train_batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch}", leave=False,
+            # progress_bar=None: shown on a terminal only; never on ranks other than 0.
+            disable = (None if self.progress_bar is None else not self.progress_bar) if main else True
+            steps_left = min(steps_per_epoch, total_steps - state["step"])
+            bar = tqdm(task.train_batches(epoch), total=steps_left, desc=f"epoch {epoch}", leave=False,
                        disable=disable)
-            out_of_time = False
+            timed_out = False
             for batch in bar:
                 lr = warmup_cosine(state["step"], progress(), cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with autocast:
-                    loss, scalars = task.training_step(batch, progress())
+                with autocast(device, precision):
+                    loss, scalars = step_module(batch, progress())
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite training loss at epoch {epoch}, step {state['step']}")
                 optimizer.zero_grad(set_to_none=True)
@@ -181,47 +274,46 @@ class Trainer:
                 for k, v in scalars.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 bar.set_postfix({k: f"{v / count:.3g}" for k, v in sums.items()}, refresh=False)
-                if budget is not None and time.perf_counter() - start >= budget:
-                    out_of_time = True
+                if out_of_time():
+                    timed_out = True
+                    break
+                if count >= steps_left:
                     break
             bar.close()
             state["epoch"] = epoch
             row: dict[str, Any] = {"epoch": epoch, "step": state["step"], "lr": lr}
             row.update({f"train_{k}": v / max(count, 1) for k, v in sums.items()})
-            is_last = out_of_time or epoch == cfg.max_epochs
+            is_last = timed_out or state["step"] >= total_steps
+            stop_early = False
             if epoch % cfg.eval_every == 0 or is_last:
-                task.modules.eval()
-                with torch.inference_mode(), autocast:
-                    metrics = task.evaluate()
-                row.update({f"dev_{k}": v for k, v in metrics.items()})
-                value = metrics[task.metric]
-                better = state["best"] is None or (
-                    value < state["best"] if task.metric_mode == "min" else value > state["best"]
-                )
-                if better:
-                    state.update(best=value, best_epoch=epoch, bad_evals=0, best_metrics=dict(metrics))
-                    task.save_best(self.run_dir, metrics)
-                else:
-                    state["bad_evals"] += 1
-                row["minutes"] = (time.perf_counter() - start) / 60
-                state["elapsed"] = time.perf_counter() - start
-                self._save_last(task, optimizer, state)
-                tqdm.write(
-                    f"epoch {epoch}: "
-                    + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "lr")
-                    + (" (best)" if better else "")
-                )
-                if cfg.early_stopping is not None and state["bad_evals"] >= cfg.early_stopping:
-                    stop_reason = "early_stopping"
-                    logger.log(row, state["step"])
-                    break
+                if main:
+                    better = self._evaluate(task, device, precision, state, row)
+                    row["minutes"] = (time.perf_counter() - start) / 60
+                    state["elapsed"] = time.perf_counter() - start
+                    self._save_last(task, optimizer, state)
+                    tqdm.write(
+                        f"epoch {epoch}: "
+                        + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "lr")
+                        + (" (best)" if better else "")
+                    )
+                    stop_early = cfg.early_stopping is not None and state["bad_evals"] >= cfg.early_stopping
+                if world > 1:  # rank 0's decision, for every rank
+                    flag = torch.tensor([float(stop_early)])
+                    torch.distributed.broadcast(flag, 0)
+                    stop_early = bool(flag.item())
             row.setdefault("minutes", (time.perf_counter() - start) / 60)
-            logger.log(row, state["step"])
-            if out_of_time:
+            if logger is not None:
+                logger.log(row, state["step"])
+            if stop_early:
+                stop_reason = "early_stopping"
+                break
+            if timed_out:
                 stop_reason = "max_minutes"
                 break
-        logger.close()
+        if logger is not None:
+            logger.close()
         state["elapsed"] = time.perf_counter() - start
+        fraction = min(state["step"] / total_steps, 1.0)
         summary = {
             "metric": task.metric,
             "best": state["best"],
@@ -229,11 +321,45 @@ class Trainer:
             "dev": state["best_metrics"],
             "epochs": state["epoch"],
             "steps": state["step"],
+            "planned_steps": total_steps,
+            "completed_fraction": fraction,
             "minutes": state["elapsed"] / 60,
             "stopped": stop_reason,
+            "device": str(device),
+            "precision": precision,
+            "world_size": world,
         }
-        write_json(summary, self.run_dir / "metrics.json")
+        if stop_reason == "max_minutes":
+            warning = (
+                f"train.max_minutes={cfg.max_minutes:g} stopped the run after {state['step']} of {total_steps} "
+                f"planned steps ({100 * fraction:.1f} %): the model is under-trained. This machine is slower "
+                "than the recipe assumes; raise or remove train.max_minutes to train it fully."
+            )
+            summary["warning"] = warning
+            if main:
+                log.warning("%s", warning)
+        if main:
+            write_json(summary, self.run_dir / "metrics.json")
+        distributed.barrier()
         return summary
+
+    def _evaluate(self, task: Task, device: torch.device, precision: str, state: dict[str, Any],
+                  row: dict[str, Any]) -> bool:
+        """Dev evaluation (rank 0): updates ``state`` and ``row``, saves the best; True if improved."""
+        task.modules.eval()
+        with torch.inference_mode(), autocast(device, precision):
+            metrics = task.evaluate()
+        row.update({f"dev_{k}": v for k, v in metrics.items()})
+        value = metrics[task.metric]
+        better = state["best"] is None or (
+            value < state["best"] if task.metric_mode == "min" else value > state["best"]
+        )
+        if better:
+            state.update(best=value, best_epoch=row["epoch"], bad_evals=0, best_metrics=dict(metrics))
+            task.save_best(self.run_dir, metrics)
+        else:
+            state["bad_evals"] += 1
+        return better
 
     def _save_last(self, task: Task, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
         save_state(
@@ -245,4 +371,3 @@ class Trainer:
             },
             self.last_path,
         )
-
