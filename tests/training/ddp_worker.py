@@ -1,0 +1,83 @@
+"""Worker of tests/training/test_distributed.py, started by torchrun (or alone for 1 process).
+
+    python -m torch.distributed.run --nproc_per_node 2 ddp_worker.py RUN_DIR BATCH EPOCHS [--die-at E] [--resume]
+
+Trains a small deterministic task (no dropout, no augmentation) with the real Trainer and,
+on rank 0, writes the final weights to RUN_DIR/final.safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from speechattn.data.batching import shuffled_batches, shuffled_steps
+from speechattn.training import distributed
+from speechattn.training.checkpoint import save_weights
+from speechattn.training.trainer import TrainConfig, Trainer
+
+
+class BlobTask:
+    """Three Gaussian blobs in 4-d, a 2-layer MLP; dev metric = error rate (%)."""
+
+    metric = "error"
+    metric_mode = "min"
+
+    def __init__(self, batch_size: int, die_at: int | None = None) -> None:
+        gen = torch.Generator().manual_seed(0)
+        centers = torch.tensor([[2.0, 0, 0, 1], [-2.0, 1, 0, 0], [0, -2.0, 1, 0]])
+        self.y = torch.arange(3).repeat_interleave(64)
+        self.x = centers[self.y] + torch.randn(192, 4, generator=gen)
+        torch.manual_seed(1)  # the same initial weights in every process
+        self.modules = nn.ModuleDict({"net": nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3))})
+        self.batch_size = batch_size
+        self.die_at = die_at
+        self.device = torch.device("cpu")
+
+    def steps_per_epoch(self) -> int:
+        return shuffled_steps(len(self.y), self.batch_size, distributed.rank_world()[1])
+
+    def train_batches(self, epoch: int):
+        if epoch == self.die_at:  # every rank dies at the same point, like a killed job
+            raise KeyboardInterrupt
+        yield from shuffled_batches(len(self.y), self.batch_size, 7, epoch, *distributed.rank_world())
+
+    def training_step(self, batch, progress):
+        logits = self.modules["net"](self.x[batch].to(self.device))
+        return nn.functional.cross_entropy(logits, self.y[batch].to(self.device)), {}
+
+    def evaluate(self):
+        pred = self.modules["net"](self.x.to(self.device)).argmax(-1).cpu()
+        return {"error": 100.0 * float((pred != self.y).float().mean())}
+
+    def save_best(self, run_dir: Path, metrics) -> None:
+        save_weights(self.modules["net"], run_dir / "model.safetensors")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("batch_size", type=int)
+    parser.add_argument("epochs", type=int)
+    parser.add_argument("--die-at", type=int, default=None)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = TrainConfig(batch_size=args.batch_size, max_epochs=args.epochs, lr=0.05, warmup_steps=3,
+                         eval_every=2, precision="fp32", device="cpu", seed=5)
+    task = BlobTask(args.batch_size, args.die_at)
+    try:
+        Trainer(config, args.run_dir, progress_bar=False).fit(task, resume=args.resume)
+    except KeyboardInterrupt:
+        distributed.shutdown()
+        raise SystemExit(3)
+    if distributed.is_main():
+        save_weights(task.modules["net"], args.run_dir / "final.safetensors")
+    distributed.shutdown()
+
+
+if __name__ == "__main__":
+    main()
