@@ -4,6 +4,7 @@
 
     speechattn data list [--root DIR]
     speechattn data prepare NAME [--root DIR] [--from PATH] [--copy] [--force]
+    speechattn data shard DATA_REF OUT --recipe RECIPE [--shard-size N] [--root DIR]
     speechattn train RECIPE [--set KEY=VALUE ...] [--run-dir DIR] [--resume] [--data-root DIR]
 
 Heavy modules (torch, the task code) are imported inside the commands, so ``speechattn
@@ -204,7 +205,7 @@ def main(ctx: click.Context, verbose: int) -> None:
 
 @main.group(cls=_Group)
 def data() -> None:
-    """List, download or import the corpora."""
+    """List, download or import the corpora; write feature shards."""
 
 
 _root_option = click.option(
@@ -263,6 +264,38 @@ def data_prepare(name: str, root: Path | None, source: Path | None, copy: bool, 
     status = corpus_status(name, base)
     how = f" ({status.method})" if status.method else ""
     click.echo(f"{status.name}: {status.status}{how} in {target}")
+
+
+@data.command("shard")
+@click.argument("data_ref", metavar="DATA_REF")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--recipe", "recipe_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="RECIPE", help="Recipe whose features and data.speed_perturb the shards get.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=1000, show_default=True, metavar="N",
+              help="Samples per shard.")
+@_root_option
+def data_shard(data_ref: str, out: Path, recipe_path: Path, shard_size: int, root: Path | None) -> None:
+    """Write the features of DATA_REF into webdataset shards in folder OUT.
+
+    DATA_REF is any data reference a recipe takes (a Kaldi dir, CSV or JSONL under the data
+    root, or CORPUS:SPLIT). Each utterance and each speed-perturbed copy (the recipe's
+    data.speed_perturb; speaker SPK-spF) becomes one sample; OUT/index.json is written last.
+    Train on the shards with --set data.train_shards=OUT (see README, Data).
+    """
+    from speechattn.data.shards import summarize, write_shards
+    from speechattn.data.splits import resolve_manifest
+    from speechattn.paths import data_root
+    from speechattn.tasks import load_task_recipe
+
+    recipe = load_task_recipe(recipe_path)
+    features = getattr(recipe, "features", None)
+    if features is None:
+        raise click.UsageError(f"{recipe_path}: the recipe has no features block")
+    speeds = list(getattr(getattr(recipe, "data", None), "speed_perturb", None) or [1.0])
+    manifest = resolve_manifest(data_ref, data_root(root))
+    index = write_shards(manifest, out, features, speeds, shard_size=shard_size, source=data_ref,
+                         seed=int(getattr(getattr(recipe, "train", None), "seed", 0)), progress=sys.stderr.isatty())
+    click.echo(summarize(index))
 
 
 # ----------------------------------------------------------------------------- cache

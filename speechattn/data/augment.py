@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["AugmentConfig", "random_crops", "mix_noise", "spec_augment"]
+__all__ = ["AugmentConfig", "random_crop", "random_crops", "mix_noise", "spec_augment"]
 
 
 @dataclass
@@ -38,16 +38,18 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
+def random_crop(feats: Tensor, frames: int, generator: torch.Generator) -> Tensor:
+    """One random (frames, dim) crop of (length, dim) features; an utterance shorter than
+    ``frames`` is repeated end to end first. Draws one integer from ``generator``."""
+    if feats.shape[0] < frames:
+        feats = feats.repeat(frames // feats.shape[0] + 1, 1)
+    start = int(torch.randint(0, feats.shape[0] - frames + 1, (1,), generator=generator))
+    return feats[start : start + frames]
+
+
 def random_crops(feats: list[Tensor], indices: list[int], frames: int, generator: torch.Generator) -> Tensor:
-    """(batch, frames, dim) random crops; utterances shorter than ``frames`` are repeated."""
-    out = []
-    for i in indices:
-        f = feats[i]
-        if f.shape[0] < frames:
-            f = f.repeat(frames // f.shape[0] + 1, 1)
-        start = int(torch.randint(0, f.shape[0] - frames + 1, (1,), generator=generator))
-        out.append(f[start : start + frames])
-    return torch.stack(out)
+    """(batch, frames, dim) random crops (:func:`random_crop` of each ``feats[i]``, in order)."""
+    return torch.stack([random_crop(feats[i], frames, generator) for i in indices])
 
 
 def mix_noise(

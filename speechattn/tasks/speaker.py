@@ -22,8 +22,9 @@ from torch import Tensor, nn
 from speechattn.audio import FeatureConfig, FeatureExtractor
 from speechattn.data.augment import AugmentConfig, mix_noise, random_crops, spec_augment
 from speechattn.data.batching import length_batches, shuffled_batches, shuffled_steps
-from speechattn.data.featcache import extract_features, perturbed_features
+from speechattn.data.featcache import FeatureSet, extract_features, perturbed_features
 from speechattn.data.manifest import Manifest, Utterance
+from speechattn.data.shards import ShardDataset, load_index, shard_loader, summarize
 from speechattn.data.splits import resolve_manifest
 from speechattn.metrics import (
     all_pairs_trials,
@@ -64,7 +65,21 @@ log = logging.getLogger(__name__)
 @dataclass
 class SpeakerDataConfig:
     """Where the data is. References are paths under the data root (Kaldi dir, CSV, JSONL)
-    or ``CORPUS:SPLIT`` (see :mod:`speechattn.data.splits`)."""
+    or ``CORPUS:SPLIT`` (see :mod:`speechattn.data.splits`).
+
+    ``train_shards``: a shard folder (holding ``index.json``; written by ``speechattn data
+    shard``), under the data root or absolute. When set, training streams random crops from its
+    webdataset shards through a DataLoader with ``num_workers`` worker processes instead of
+    holding the training features in memory (for corpora larger than RAM); ``train``,
+    ``speed_perturb`` and ``max_train_utterances`` are then not used (the shards already hold
+    the perturbed copies; the speakers come from ``index.json``), and the shards' feature
+    settings must equal the recipe's ``features``. Dev evaluation is unchanged, except that the
+    shards keep no training embeddings: closed-set identification (every dev speaker seen in
+    training) and ``eval.as_norm`` are refused with an error at start.
+
+    ``num_workers``: DataLoader worker processes reading the shards (0: read in the training
+    process); only used with ``train_shards``.
+    """
 
     train: str = "speechocean762/train"
     dev: str = "speechocean762/dev"
@@ -77,8 +92,12 @@ class SpeakerDataConfig:
     speed_perturb: list[float] = field(default_factory=lambda: [1.0])
     max_train_utterances: int | None = None
     max_dev_utterances: int | None = None
+    train_shards: str | None = None
+    num_workers: int = 2
 
     def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.crop_seconds <= 0:
             raise ValueError(f"crop_seconds must be > 0, got {self.crop_seconds}")
         if not self.speed_perturb or any(f <= 0 for f in self.speed_perturb):
@@ -198,34 +217,48 @@ class SpeakerTask:
         self.root = resolve_data_root(data_root if data_root is not None else recipe.data.root)
         self.extractor = FeatureExtractor(recipe.features)
         cfg = recipe.data
-        train_manifest = resolve_manifest(cfg.train, self.root)
+        frames_per_second = 1000.0 / recipe.features.frame_shift_ms
+        self.crop_frames = max(1, int(round(cfg.crop_seconds * frames_per_second)))
+        #: the training data: ``train_set`` (features in memory) or, with ``data.train_shards``,
+        #: ``train_shards`` (a stream of crops read from webdataset shards; ``train_set`` is None).
+        self.train_set: FeatureSet | None = None
+        self.train_shards: ShardDataset | None = None
+        train_manifest = None if cfg.train_shards else resolve_manifest(cfg.train, self.root)
         dev_manifest = resolve_manifest(cfg.dev, self.root)
-        if cfg.max_train_utterances:
+        if cfg.max_train_utterances and train_manifest is not None:
             train_manifest = _spread_subset(train_manifest, cfg.max_train_utterances)
         if cfg.max_dev_utterances:
             dev_manifest = _spread_subset(dev_manifest, cfg.max_dev_utterances)
         for name, m in (("train", train_manifest), ("dev", dev_manifest)):
-            missing = [u.id for u in m if u.speaker is None]
+            missing = [u.id for u in m or () if u.speaker is None]
             if missing:
                 raise ValueError(f"{name} data has no speaker labels (first: {missing[0]}); speaker recipes need utt2spk")
-        self.train_set = perturbed_features(train_manifest, self.extractor, cfg.speed_perturb, progress)
+        if train_manifest is None:
+            self.train_shards = self._open_shards(str(cfg.train_shards), dev_manifest)
+        else:
+            self.train_set = perturbed_features(train_manifest, self.extractor, cfg.speed_perturb, progress)
         self.dev_set = extract_features(dev_manifest, self.extractor, desc="dev features", progress=progress)
         for name, fs in (("train", self.train_set), ("dev", self.dev_set)):
+            if fs is None:
+                continue
             if fs.failures:
                 log.warning("%s: skipped %d unreadable files", name, len(fs.failures))
             if not fs.feats:
                 raise ValueError(f"no readable {name} audio")
-        frames_per_second = 1000.0 / recipe.features.frame_shift_ms
-        self.crop_frames = max(1, int(round(cfg.crop_seconds * frames_per_second)))
         self.noise = self._load_noise(cfg.noise, progress)
 
-        self.speakers = sorted({str(u.speaker) for u in self.train_set.manifest})
-        index = {s: i for i, s in enumerate(self.speakers)}
-        self.labels = torch.tensor([index[str(u.speaker)] for u in self.train_set.manifest])
-        # Speed-perturbed copies are extra classes; closed-set identification and the AS-Norm
-        # cohort use the original speakers only.
-        original = [i for i, u in enumerate(self.train_set.manifest) if u.extra.get("speed", 1.0) == 1.0]
-        self.original_index = torch.tensor(original)
+        if self.train_set is None:
+            self.speakers = list(self._shard_index.speakers)
+            self.labels = None
+            self.original_index = None
+        else:
+            self.speakers = sorted({str(u.speaker) for u in self.train_set.manifest})
+            index = {s: i for i, s in enumerate(self.speakers)}
+            self.labels = torch.tensor([index[str(u.speaker)] for u in self.train_set.manifest])
+            # Speed-perturbed copies are extra classes; closed-set identification and the AS-Norm
+            # cohort use the original speakers only.
+            original = [i for i, u in enumerate(self.train_set.manifest) if u.extra.get("speed", 1.0) == 1.0]
+            self.original_index = torch.tensor(original)
         feature_dim = self.extractor.config.feature_dim
         self.embedder = embedder if embedder is not None else build_embedder(recipe.model, feature_dim)
         loss_kw: dict[str, Any] = {}
@@ -242,6 +275,32 @@ class SpeakerTask:
         self.last_eval: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- data
+    def _open_shards(self, reference: str, dev_manifest: Manifest) -> ShardDataset:
+        """The training crop stream of shard folder ``reference`` (``data.train_shards``)."""
+        recipe, cfg = self.recipe, self.recipe.data
+        folder = Path(reference).expanduser()
+        if not folder.is_absolute():
+            folder = self.root / folder
+        index = load_index(folder, recipe.features)
+        self._shard_index = index
+        if cfg.speed_perturb != [1.0] and sorted(cfg.speed_perturb) != sorted(index.speed_perturb):
+            log.warning("data.speed_perturb %s is not used with data.train_shards: the shards hold speeds %s",
+                        cfg.speed_perturb, index.speed_perturb)
+        if recipe.eval.as_norm:
+            raise ValueError("eval.as_norm needs embeddings of the training utterances, which sharded training "
+                             "(data.train_shards) does not keep; set eval.as_norm: false")
+        dev_speakers = {str(u.speaker) for u in dev_manifest}
+        if dev_speakers <= set(index.speakers):
+            raise ValueError("the dev speakers were all seen in training: closed-set identification needs "
+                             "embeddings of the training utterances, which sharded training (data.train_shards) "
+                             "does not keep; use dev speakers unseen in training, or train in memory")
+        dataset = ShardDataset(index, self.crop_frames, recipe.train.batch_size, seed=recipe.train.seed)
+        if dataset.steps_per_epoch() < 1:
+            raise ValueError(f"{folder}: {index.total_samples} samples make no full batch of "
+                             f"{recipe.train.batch_size} x {dataset.world} processes")
+        log.info("training on shards: %s", summarize(index))
+        return dataset
+
     def _load_noise(self, reference: str | None, progress: bool | None) -> Tensor | None:
         if reference is None or self.recipe.augment.noise_prob == 0:
             return None
@@ -257,18 +316,57 @@ class SpeakerTask:
         return torch.cat(long_enough)
 
     def steps_per_epoch(self) -> int:
+        if self.train_shards is not None:
+            steps = self.train_shards.steps_per_epoch()
+            if steps < 1:
+                raise ValueError(f"the training shards' {self.train_shards.total_samples} samples make no full "
+                                 f"batch of {self.recipe.train.batch_size} x {rank_world()[1]} processes")
+            return steps
         return shuffled_steps(len(self.train_set.feats), self.recipe.train.batch_size, rank_world()[1])
 
     def train_batches(self, epoch: int) -> Iterator[list[int]]:
-        """This process's part of each shuffled global batch (see :func:`shuffled_batches`)."""
+        """This process's part of each shuffled global batch (see :func:`shuffled_batches`); with
+        ``data.train_shards``, (crops, labels) batches streamed from the shards instead."""
+        if self.train_shards is not None:
+            yield from self._shard_batches(epoch)
+            return
         yield from shuffled_batches(len(self.train_set.feats), self.recipe.train.batch_size, self.recipe.train.seed,
                                     epoch, *rank_world())
 
-    def make_batch(self, indices: list[int]) -> tuple[Tensor, Tensor]:
-        """Augmented, normalised (batch, crop_frames, dim) features and their labels."""
+    def _shard_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """This rank's ``steps_per_epoch()`` (crops, labels) batches of the shards for ``epoch``,
+        read by ``data.num_workers`` DataLoader workers (started for the epoch, stopped after it)."""
+        assert self.train_shards is not None
+        self.train_shards.set_epoch(epoch)
+        steps = self.steps_per_epoch()
+        loader = shard_loader(self.train_shards, self.recipe.data.num_workers, self.recipe.train.seed * 100003 + epoch)
+        batches = iter(loader)
+        try:
+            for _ in range(steps):
+                crops, labels = next(batches)  # the DataLoader collates each pair into a list
+                yield crops, labels
+        finally:
+            del batches  # stops the workers, also when the trainer ends the epoch early
+
+    def make_batch(self, batch: list[int] | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """Augmented, normalised (batch, crop_frames, dim) features and their labels.
+
+        ``batch``: indices into the in-memory ``train_set`` (random crops are drawn here), or a
+        (crops, labels) pair streamed from the shards; both go through :meth:`augment`.
+        """
+        if isinstance(batch, tuple):
+            crops, labels = batch
+        else:
+            assert self.train_set is not None and self.labels is not None
+            crops = random_crops(self.train_set.feats, batch, self.crop_frames, self.generator)
+            labels = self.labels[batch]
+        return self.augment(crops), labels
+
+    def augment(self, x: Tensor) -> Tensor:
+        """Noise mixing, normalisation and SpecAugment of (batch, crop_frames, dim) crops (the one
+        augmentation of both the in-memory and the sharded data), drawn from ``self.generator``."""
         aug = self.recipe.augment
         gen = self.generator
-        x = random_crops(self.train_set.feats, indices, self.crop_frames, gen)
         if self.noise is not None and aug.noise_prob > 0:
             batch, frames, _ = x.shape
             starts = torch.randint(0, self.noise.shape[0] - frames + 1, (batch,), generator=gen)
@@ -277,8 +375,7 @@ class SpeakerTask:
             apply = torch.rand(batch, generator=gen) < aug.noise_prob
             x = mix_noise(x, noise, snr, apply)
         x = normalize_features(x, None, self.recipe.normalize)
-        x = spec_augment(x, aug, gen)
-        return x, self.labels[indices]
+        return spec_augment(x, aug, gen)
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: list[int], progress: float) -> tuple[Tensor, dict[str, float]]:

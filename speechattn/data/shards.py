@@ -1,0 +1,553 @@
+"""Feature shards: training on corpora larger than memory.
+
+The in-memory path (:mod:`speechattn.data.featcache`) holds every training utterance's
+features in RAM. For larger corpora, ``speechattn data shard`` writes the features once into
+`webdataset <https://github.com/webdataset/webdataset>`_ tar shards, and training streams them
+back through a ``torch.utils.data.DataLoader`` with worker processes, so memory is bounded by the
+shuffle buffer and the prefetched batches, whatever the corpus size.
+
+A shard folder holds:
+
+- ``shard-000000.tar``, ``shard-000001.tar``, ...: plain tar files in webdataset's layout. Sample
+  ``KEY`` is the two members ``KEY.feats.npy`` (the utterance's (frames, dim) features as a NumPy
+  array, float16 by default) and ``KEY.json`` (``{"id", "speaker", "frames", "speed"}``).
+  Speed-perturbed copies are separate samples with id ``ID-spF`` and speaker ``SPEAKER-spF``, as
+  in :func:`~speechattn.data.featcache.perturbed_features`. The writer stores the samples in a
+  seeded random order, so every shard mixes speakers.
+- ``index.json``: the feature configuration, the speed factors, each shard's file name, sample
+  and frame counts, the totals (samples, hours), the sorted speaker list, the skipped files and
+  the package version. It is written last and atomically: a folder whose writing was
+  interrupted has no index and is refused by :func:`load_index`.
+
+Features are stored as float16 by default: that halves disk space and read traffic, and log-mel
+energies (about -16 to +30) keep a rounding error of at most 2^-11 of their magnitude (< 0.016),
+far below what noise mixing and SpecAugment change in training. ``dtype="float32"`` keeps them
+exact.
+
+Reading (:class:`ShardDataset`): each epoch, the shards are put in an order drawn from
+(seed, epoch), the same on every rank; their samples, concatenated in that order, form the
+epoch's sequence. Rank ``r`` of ``W`` takes the ``r``-th contiguous range of
+``steps_per_epoch * batch_size`` samples (``steps_per_epoch = total_samples // (batch_size * W)``;
+the rest of the sequence, a different part every epoch, is left out), and splits it into whole
+batches between its DataLoader workers. So no sample is read twice in an epoch, every rank
+yields the same number of full batches, and a rank reads only its own shards (plus at most a
+part of the shard at each end of its range). Each worker draws one random crop per sample and
+shuffles the crops in a bounded buffer; its randomness comes from (seed, epoch, rank, worker).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import itertools
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm import tqdm
+
+from speechattn.audio import AudioError, FeatureConfig, FeatureExtractor, load_audio
+from speechattn.data.augment import random_crop
+from speechattn.data.manifest import Manifest
+from speechattn.training.checkpoint import atomic_write
+
+__all__ = [
+    "INDEX_NAME",
+    "ShardError",
+    "ShardInfo",
+    "ShardIndex",
+    "ShardSink",
+    "write_shards",
+    "load_index",
+    "epoch_plan",
+    "ShardDataset",
+    "shard_loader",
+    "summarize",
+]
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.json"
+SHARD_PATTERN = "shard-%06d.tar"
+FORMAT = "speechattn-feature-shards"
+FORMAT_VERSION = 1
+_DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+class ShardError(ValueError):
+    """A shard folder that cannot be used (one-line message)."""
+
+
+def _package_version() -> str:
+    from speechattn import __version__
+
+    return __version__
+
+
+# ----------------------------------------------------------------------------- index
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard file of an index: its name (relative to the folder) and what it holds."""
+
+    file: str
+    samples: int
+    frames: int
+
+
+@dataclass
+class ShardIndex:
+    """The contents of a shard folder's ``index.json`` (see :func:`load_index`)."""
+
+    folder: Path
+    features: dict[str, Any]
+    speed_perturb: list[float]
+    dtype: str
+    shards: list[ShardInfo]
+    total_samples: int
+    total_frames: int
+    total_hours: float
+    speakers: list[str]
+    skipped: dict[str, str]
+    package_version: str
+    source: str | None = None
+
+    @property
+    def urls(self) -> list[str]:
+        return [str(self.folder / s.file) for s in self.shards]
+
+    def steps_per_epoch(self, batch_size: int, world: int = 1) -> int:
+        """Full batches each rank yields per epoch: ``total_samples // (batch_size * world)``."""
+        return self.total_samples // (batch_size * world)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "package_version": self.package_version,
+            "source": self.source,
+            "features": self.features,
+            "feature_dtype": self.dtype,
+            "speed_perturb": self.speed_perturb,
+            "total_samples": self.total_samples,
+            "total_frames": self.total_frames,
+            "total_hours": self.total_hours,
+            "shards": [dataclasses.asdict(s) for s in self.shards],
+            "speakers": self.speakers,
+            "skipped": self.skipped,
+        }
+
+
+def _feature_dict(config: FeatureConfig | dict[str, Any]) -> dict[str, Any]:
+    return dataclasses.asdict(config) if isinstance(config, FeatureConfig) else dict(config)
+
+
+def load_index(path: str | Path, features: FeatureConfig | dict[str, Any] | None = None) -> ShardIndex:
+    """Read a shard folder's ``index.json`` (``path``: the folder or the index file itself).
+
+    Args:
+        features: the recipe's feature configuration; a shard folder written with other
+            settings is refused, naming each differing setting with both values.
+
+    Raises:
+        ShardError: no index (not a shard folder, or its writing did not finish), an unreadable
+            or foreign index, a listed shard file missing, or other feature settings.
+    """
+    path = Path(path)
+    index_path = path if path.name == INDEX_NAME and not path.is_dir() else path / INDEX_NAME
+    folder = index_path.parent
+    if not index_path.is_file():
+        why = "folder not found" if not folder.is_dir() else f"no {INDEX_NAME}"
+        raise ShardError(f"{folder}: {why}: not a shard folder, or its writing did not finish "
+                         "(write it with `speechattn data shard`)")
+    try:
+        raw = json.loads(index_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ShardError(f"{index_path}: unreadable shard index ({' '.join(str(err).split())})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise ShardError(f"{index_path}: not a speechattn shard index (no \"format\": \"{FORMAT}\")")
+    if raw.get("format_version", 0) > FORMAT_VERSION:
+        raise ShardError(f"{index_path}: shard format version {raw['format_version']} is newer than this "
+                         f"speechattn reads ({FORMAT_VERSION}); upgrade speechattn")
+    try:
+        index = ShardIndex(
+            folder=folder,
+            features=dict(raw["features"]),
+            speed_perturb=[float(f) for f in raw["speed_perturb"]],
+            dtype=str(raw["feature_dtype"]),
+            shards=[ShardInfo(str(s["file"]), int(s["samples"]), int(s["frames"])) for s in raw["shards"]],
+            total_samples=int(raw["total_samples"]),
+            total_frames=int(raw["total_frames"]),
+            total_hours=float(raw["total_hours"]),
+            speakers=[str(s) for s in raw["speakers"]],
+            skipped=dict(raw.get("skipped", {})),
+            package_version=str(raw.get("package_version", "?")),
+            source=raw.get("source"),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ShardError(f"{index_path}: malformed shard index ({type(err).__name__}: {err})") from None
+    if index.dtype not in _DTYPES:
+        raise ShardError(f"{index_path}: unknown feature_dtype {index.dtype!r} (expected one of {sorted(_DTYPES)})")
+    if sum(s.samples for s in index.shards) != index.total_samples:
+        raise ShardError(f"{index_path}: the shards' sample counts do not add up to total_samples")
+    missing = [s.file for s in index.shards if not (folder / s.file).is_file()]
+    if missing:
+        raise ShardError(f"{folder}: {len(missing)} shard file(s) listed in {INDEX_NAME} are missing "
+                         f"(first: {missing[0]})")
+    if features is not None:
+        wanted = _feature_dict(features)
+        diffs = [f"{k}={index.features.get(k, '(unset)')!r} in the shards, {wanted.get(k, '(unset)')!r} in the recipe"
+                 for k in sorted(set(wanted) | set(index.features)) if index.features.get(k) != wanted.get(k)]
+        if diffs:
+            raise ShardError(f"{folder}: the shards were written with other feature settings than the recipe's: "
+                             + "; ".join(diffs) + " (write them again with this recipe)")
+    return index
+
+
+# ----------------------------------------------------------------------------- writer
+
+
+class ShardSink:
+    """Writes feature samples into webdataset shards and, on :meth:`close`, ``index.json``.
+
+    The one code path that writes shard folders: :func:`write_shards` (``speechattn data shard``)
+    feeds it features extracted from audio; a benchmark can feed it features made otherwise.
+    Opening it removes an existing ``index.json`` and ``shard-*.tar`` files in ``out``, so an
+    interrupted run never leaves an index that describes other shards.
+
+    Args:
+        out: the shard folder (created).
+        features: the feature configuration the samples were computed with.
+        speed_perturb: the speed factors of the samples (recorded in the index).
+        shard_size: samples per shard (a shard also ends once it reaches ``shard_bytes``).
+        dtype: ``"float16"`` (default; half the disk) or ``"float32"``.
+        source: what the samples were made from (recorded in the index).
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        features: FeatureConfig | dict[str, Any],
+        speed_perturb: Sequence[float] = (1.0,),
+        *,
+        shard_size: int = 1000,
+        shard_bytes: float = 512e6,
+        dtype: str = "float16",
+        source: str | None = None,
+    ) -> None:
+        import webdataset as wds
+
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / INDEX_NAME).unlink(missing_ok=True)  # first: a stale index never outlives its shards
+        for old in self.out.glob("shard-*.tar"):
+            old.unlink()
+        self.features = _feature_dict(features)
+        self.frame_shift_ms = float(self.features.get("frame_shift_ms", 10.0))
+        self.speed_perturb = [float(f) for f in speed_perturb]
+        self.dtype = dtype
+        self.source = source
+        self.failures: dict[str, str] = {}
+        self._np_dtype = _DTYPES[dtype]
+        self._counts: dict[str, list[int]] = {}  # file -> [samples, frames], in writing order
+        self._speakers: set[str] = set()
+        self._written = 0
+        self._writer = wds.ShardWriter(str(self.out / SHARD_PATTERN), maxcount=shard_size, maxsize=shard_bytes,
+                                       verbose=0)
+        self._closed = False
+
+    def add(self, utt_id: str, speaker: str, feats: Tensor | np.ndarray, speed: float = 1.0) -> None:
+        """Write one sample: (frames, dim) features of utterance ``utt_id`` by ``speaker``."""
+        arr = feats.detach().cpu().numpy() if isinstance(feats, Tensor) else np.asarray(feats)
+        if arr.ndim != 2 or arr.shape[0] == 0:
+            raise ValueError(f"{utt_id}: features must be (frames >= 1, dim), got shape {tuple(arr.shape)}")
+        arr = np.ascontiguousarray(arr.astype(self._np_dtype, copy=False))
+        if self._np_dtype == np.float16 and not np.isfinite(arr).all():
+            raise ValueError(f"{utt_id}: features overflow float16; write the shards with dtype float32")
+        meta = {"id": utt_id, "speaker": str(speaker), "frames": int(arr.shape[0]), "speed": float(speed)}
+        self._writer.write({"__key__": f"s{self._written:09d}", "feats.npy": arr, "json": meta})
+        counts = self._counts.setdefault(Path(self._writer.fname).name, [0, 0])
+        counts[0] += 1
+        counts[1] += int(arr.shape[0])
+        self._speakers.add(str(speaker))
+        self._written += 1
+
+    def skip(self, utt_id: str, reason: str) -> None:
+        """Record an utterance that could not be read (reported, and listed in the index)."""
+        log.warning("skipped %s: %s", utt_id, reason)
+        self.failures[utt_id] = reason
+
+    def close(self) -> ShardIndex:
+        """Finish the last shard and write ``index.json`` (atomically, last)."""
+        if self._closed:
+            raise RuntimeError("ShardSink already closed")
+        self._closed = True
+        self._writer.close()
+        if not self._written:
+            raise ValueError(f"{self.out}: no readable audio to write (skipped {len(self.failures)} files)")
+        shards = [ShardInfo(f, c[0], c[1]) for f, c in self._counts.items()]
+        total_frames = sum(s.frames for s in shards)
+        index = ShardIndex(
+            folder=self.out,
+            features=self.features,
+            speed_perturb=self.speed_perturb,
+            dtype=self.dtype,
+            shards=shards,
+            total_samples=self._written,
+            total_frames=total_frames,
+            total_hours=total_frames * self.frame_shift_ms / 1000.0 / 3600.0,
+            speakers=sorted(self._speakers),
+            skipped=dict(self.failures),
+            package_version=_package_version(),
+            source=self.source,
+        )
+        text = json.dumps(index.to_json(), indent=1) + "\n"
+        atomic_write(self.out / INDEX_NAME, lambda tmp: Path(tmp).write_text(text))
+        return index
+
+    def abort(self) -> None:
+        """Close the open shard without writing an index (the folder stays unusable)."""
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
+
+
+def _utterance_features(path: Path, extractor: FeatureExtractor, speed: float) -> Tensor:
+    """(frames, dim) features of one file at one speed (as featcache extracts them)."""
+    import torchaudio
+
+    rate = extractor.config.sample_rate
+    wave, _ = load_audio(path, rate)
+    if speed != 1.0:
+        wave = torchaudio.functional.resample(wave, int(round(rate * speed)), rate)
+    f, n = extractor(wave[None])
+    if int(n[0]) == 0:
+        raise AudioError(f"{path}: shorter than one frame")
+    return f[0, : int(n[0])]
+
+
+def write_shards(
+    manifest: Manifest,
+    out: str | Path,
+    features: FeatureConfig,
+    speed_perturb: Sequence[float] = (1.0,),
+    *,
+    shard_size: int = 1000,
+    dtype: str = "float16",
+    seed: int = 0,
+    source: str | None = None,
+    progress: bool | None = None,
+) -> ShardIndex:
+    """Extract the features of every utterance (and its speed-perturbed copies) into shards.
+
+    Utterances are extracted one at a time and written at once, so memory does not grow with
+    the corpus. The (utterance, speed) pairs are written in an order shuffled from ``seed``.
+    Unreadable files are logged, skipped and listed in the index under ``skipped``.
+
+    Returns:
+        The index written to ``out/index.json``.
+    """
+    if not speed_perturb or any(f <= 0 for f in speed_perturb):
+        raise ValueError(f"speed factors must be > 0, got {list(speed_perturb)}")
+    missing = [u.id for u in manifest if u.speaker is None]
+    if missing:
+        raise ValueError(f"the data has no speaker labels (first: {missing[0]}); shards need utt2spk")
+    extractor = FeatureExtractor(features)
+    pairs = [(u, float(s)) for u in manifest for s in speed_perturb]
+    random.Random(seed).shuffle(pairs)
+    sink = ShardSink(out, features, speed_perturb, shard_size=shard_size, dtype=dtype, source=source)
+    try:
+        with torch.inference_mode():
+            for utt, speed in tqdm(pairs, desc="shards", disable=None if progress is None else not progress,
+                                   leave=False):
+                tag = "" if speed == 1.0 else f"-sp{speed:g}"
+                try:
+                    feats = _utterance_features(utt.path, extractor, speed)
+                except AudioError as err:
+                    sink.skip(f"{utt.id}{tag}", str(err))
+                    continue
+                sink.add(f"{utt.id}{tag}", f"{utt.speaker}{tag}", feats, speed)
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.close()
+
+
+# ----------------------------------------------------------------------------- reader
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed mixed from integers (``numpy.random.SeedSequence``)."""
+    return int(np.random.SeedSequence([int(p) % 2**32 for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+_ORDER, _CROP, _SHUFFLE = 1, 2, 3  # streams of randomness
+
+
+def epoch_plan(
+    counts: Sequence[int], batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+    worker: int = 0, workers: int = 1,
+) -> list[tuple[int, int, int]]:
+    """What one DataLoader worker of one rank reads in an epoch: ``(shard, start, stop)`` pieces.
+
+    The shards (``counts[i]`` samples each) are ordered by a permutation drawn from (seed,
+    epoch), the same on every rank; rank ``r`` takes samples ``[r * n, (r + 1) * n)`` of the
+    concatenated sequence, ``n = steps * batch_size`` with ``steps = sum(counts) // (batch_size *
+    world)``; its steps are dealt to the workers as contiguous runs of whole batches
+    (``steps // workers``, the first ``steps % workers`` workers one more).
+    """
+    steps = sum(counts) // (batch_size * world)
+    order = list(range(len(counts)))
+    random.Random(_seed(seed, epoch, _ORDER)).shuffle(order)
+    first_batch = rank * steps + worker * (steps // workers) + min(worker, steps % workers)
+    mine = steps // workers + (1 if worker < steps % workers else 0)
+    lo, hi = first_batch * batch_size, (first_batch + mine) * batch_size
+    pieces = []
+    pos = 0
+    for shard in order:
+        start, stop = max(lo, pos), min(hi, pos + counts[shard])
+        if start < stop:
+            pieces.append((shard, start - pos, stop - pos))
+        pos += counts[shard]
+        if pos >= hi:
+            break
+    return pieces
+
+
+def _read_pieces(urls: Sequence[str], pieces: Iterable[tuple[int, int, int]]) -> Iterator[dict[str, Any]]:
+    """The raw webdataset samples of each (shard, start, stop) piece, in order."""
+    import webdataset as wds
+
+    for shard, start, stop in pieces:
+        samples = wds.tarfile_to_samples()(iter([{"url": urls[shard]}]))
+        try:
+            yield from itertools.islice(samples, start, stop)
+        finally:
+            close = getattr(samples, "close", None)  # closes the tar file even when the piece ends early
+            if close is not None:
+                close()
+
+
+class ShardDataset(IterableDataset):
+    """Random training crops streamed from a shard folder: yields ``(crop, label)`` pairs.
+
+    ``crop`` is a (crop_frames, dim) float32 random crop of a sample (an utterance shorter than
+    a crop is repeated end to end, as :func:`~speechattn.data.augment.random_crop` does), and
+    ``label`` the index of its speaker in ``index.speakers``. Use it through a DataLoader with
+    ``batch_size`` (:func:`shard_loader`); call :meth:`set_epoch` before each epoch. See the
+    module docstring for how an epoch is split between ranks and workers.
+
+    Args:
+        index: the shard folder's index (:func:`load_index`).
+        crop_frames: frames per crop.
+        batch_size: per-rank batch size of the DataLoader (each worker yields whole batches).
+        seed: seeds the shard order, crops and shuffling, with the epoch, rank and worker.
+        shuffle_buffer: crops held for shuffling, per worker (memory: buffer x crop x dim x 2-4 bytes).
+        rank, world: this process's rank and the world size (default:
+            :func:`speechattn.training.distributed.rank_world` when the epoch is set).
+    """
+
+    def __init__(
+        self,
+        index: ShardIndex,
+        crop_frames: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle_buffer: int = 1000,
+        rank: int | None = None,
+        world: int | None = None,
+    ) -> None:
+        super().__init__()
+        if crop_frames < 1 or batch_size < 1 or shuffle_buffer < 1:
+            raise ValueError("crop_frames, batch_size and shuffle_buffer must be >= 1")
+        self.urls = index.urls
+        self.counts = [s.samples for s in index.shards]
+        self.speaker_ids = {s: i for i, s in enumerate(index.speakers)}
+        self.total_samples = index.total_samples
+        self.crop_frames = crop_frames
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle_buffer = shuffle_buffer
+        self._fixed = (rank, world)
+        self.epoch = 1
+        self.rank, self.world = self._rank_world()
+
+    def _rank_world(self) -> tuple[int, int]:
+        rank, world = self._fixed
+        if rank is None or world is None:
+            from speechattn.training.distributed import rank_world
+
+            rank, world = rank_world()
+        return rank, world
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (and read the rank and world size, unless fixed): call in the main
+        process before iterating; DataLoader workers get a copy of this state."""
+        self.epoch = epoch
+        self.rank, self.world = self._rank_world()
+
+    def steps_per_epoch(self) -> int:
+        """Full batches this rank yields per epoch (the same on every rank)."""
+        return self.total_samples // (self.batch_size * self._rank_world()[1])
+
+    def _decode(self, sample: dict[str, Any], gen: torch.Generator) -> tuple[Tensor, int]:
+        meta = json.loads(sample["json"])
+        feats = torch.from_numpy(np.load(io.BytesIO(sample["feats.npy"]), allow_pickle=False))
+        # clone: the buffer must hold the crop only, not a view of the whole utterance
+        return random_crop(feats, self.crop_frames, gen).clone(), self.speaker_ids[meta["speaker"]]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, int]]:
+        import webdataset as wds
+
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        pieces = epoch_plan(self.counts, self.batch_size, self.seed, self.epoch, self.rank, self.world, worker,
+                            workers)
+        crop_gen = torch.Generator().manual_seed(_seed(self.seed, self.epoch, self.rank, worker, _CROP))
+        shuffle_rng = random.Random(_seed(self.seed, self.epoch, self.rank, worker, _SHUFFLE))
+        pipeline = wds.DataPipeline(
+            lambda: _read_pieces(self.urls, pieces),
+            wds.map(lambda s: self._decode(s, crop_gen)),
+            wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=shuffle_rng),
+            wds.map(lambda pair: (pair[0].float(), pair[1])),
+        )
+        return iter(pipeline)
+
+
+def shard_loader(dataset: ShardDataset, num_workers: int = 2, seed: int = 0) -> DataLoader:
+    """A DataLoader of ``(crops (batch, crop_frames, dim), labels (batch,))`` batches.
+
+    Workers are started anew for each epoch (``persistent_workers=False``), so they see the
+    epoch set by :meth:`ShardDataset.set_epoch`. The DataLoader gets its own generator, so
+    iterating it leaves the global torch RNG (used by the model) untouched.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=dataset.batch_size,
+        num_workers=num_workers,
+        persistent_workers=False,
+        prefetch_factor=2 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def summarize(index: ShardIndex) -> str:
+    """One line describing a shard folder."""
+    size = sum((index.folder / s.file).stat().st_size for s in index.shards)
+    skipped = f"; skipped {len(index.skipped)} unreadable" if index.skipped else ""
+    return (f"{index.folder}: {index.total_samples} samples, {index.total_hours:.2f} h, "
+            f"{len(index.speakers)} speakers in {len(index.shards)} shards ({size / 1e6:.1f} MB, "
+            f"{index.dtype}){skipped}")
