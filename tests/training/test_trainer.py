@@ -38,13 +38,14 @@ class ToyTask:
             yield order[i * 32 : (i + 1) * 32]
 
     def training_step(self, batch, progress):
-        logits = self.modules["net"](self.x[batch])
-        return nn.functional.cross_entropy(logits, self.y[batch]), {"p": progress}
+        device = getattr(self, "device", "cpu")  # set by the trainer
+        logits = self.modules["net"](self.x[batch].to(device))
+        return nn.functional.cross_entropy(logits, self.y[batch].to(device)), {"p": progress}
 
     def evaluate(self):
         if self.scripted is not None:
             return {"error": self.scripted.pop(0)}
-        pred = self.modules["net"](self.x).argmax(-1)
+        pred = self.modules["net"](self.x.to(getattr(self, "device", "cpu"))).argmax(-1).cpu()
         return {"error": 100.0 * float((pred != self.y).float().mean())}
 
     def save_best(self, run_dir: Path, metrics):
@@ -119,16 +120,97 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
         Trainer(TrainConfig(), tmp_path, progress_bar=False).fit(ToyTask(), resume=True)
 
 
-def test_time_budget_stops_training(tmp_path):
-    summary = Trainer(TrainConfig(max_epochs=10_000, max_minutes=0.02), tmp_path, progress_bar=False).fit(ToyTask())
+def test_time_cap_stops_training_and_says_so(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        summary = Trainer(TrainConfig(max_epochs=10_000, max_minutes=0.02), tmp_path,
+                          progress_bar=False).fit(ToyTask())
     assert summary["stopped"] == "max_minutes"
     assert summary["epochs"] < 10_000
     assert summary["best"] is not None  # the last epoch is always evaluated
+    assert summary["planned_steps"] == 40_000 and 0 < summary["completed_fraction"] < 1
+    assert summary["completed_fraction"] == pytest.approx(summary["steps"] / 40_000)
+    assert "under-trained" in summary["warning"] and "max_minutes" in caplog.text
+    assert json.loads((tmp_path / "metrics.json").read_text())["warning"] == summary["warning"]
+
+
+class StepRecorder(ToyTask):
+    """Records the progress and learning rate that each training step sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.progress: list[float] = []
+
+    def training_step(self, batch, progress):
+        self.progress.append(progress)
+        return super().training_step(batch, progress)
+
+
+def test_max_steps_sets_the_run_length_and_the_schedule(tmp_path):
+    task = StepRecorder()  # 4 steps per epoch
+    summary = Trainer(TrainConfig(max_steps=10, max_epochs=100, warmup_steps=0), tmp_path,
+                      progress_bar=False).fit(task)
+    assert summary["steps"] == 10 and summary["epochs"] == 3 and summary["stopped"] == "max_steps"
+    assert summary["planned_steps"] == 10 and summary["completed_fraction"] == 1.0
+    # Progress is the step count over the planned steps, whatever the wall clock.
+    assert task.progress == pytest.approx([i / 10 for i in range(10)])
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [4, 8, 10]
+    assert "dev_error" in rows[-1]  # the shortened last epoch is evaluated
+    # The same planned steps with a generous time cap: identical weights (the clock decides nothing).
+    other = StepRecorder()
+    Trainer(TrainConfig(max_steps=10, max_epochs=100, warmup_steps=0, max_minutes=60), tmp_path / "capped",
+            progress_bar=False).fit(other)
+    for a, b in zip(task.modules.parameters(), other.modules.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_max_epochs_bounds_max_steps(tmp_path):
+    summary = Trainer(TrainConfig(max_steps=1000, max_epochs=2), tmp_path, progress_bar=False).fit(ToyTask())
+    assert summary["steps"] == 8 and summary["planned_steps"] == 8
+
+
+def test_precision_auto_is_fp32_without_native_bf16(tmp_path, monkeypatch):
+    import speechattn.device as device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    summary = Trainer(TrainConfig(max_epochs=1, device="cpu"), tmp_path, progress_bar=False).fit(ToyTask())
+    assert summary["precision"] == "fp32" and summary["device"] == "cpu"
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    summary = Trainer(TrainConfig(max_epochs=1, device="cpu"), tmp_path / "b", progress_bar=False).fit(ToyTask())
+    assert summary["precision"] == "bf16"
 
 
 def test_bf16_autocast_training_runs(tmp_path):
-    summary = Trainer(TrainConfig(max_epochs=3, lr=0.05, precision="bf16"), tmp_path, progress_bar=False).fit(ToyTask())
-    assert summary["best"] <= 10.0
+    with pytest.warns(RuntimeWarning) if not _native_bf16() else _no_warning():
+        summary = Trainer(TrainConfig(max_epochs=3, lr=0.05, precision="bf16"), tmp_path,
+                          progress_bar=False).fit(ToyTask())
+    assert summary["best"] <= 10.0 and summary["precision"] == "bf16"
+
+
+def _native_bf16() -> bool:
+    from speechattn.device import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_matches_cpu(tmp_path):
+    results = {}
+    for dev in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        task = ToyTask()
+        summary = Trainer(TrainConfig(max_epochs=2, lr=0.05, precision="fp32", device=dev), tmp_path / dev,
+                          progress_bar=False).fit(task)
+        assert summary["device"].startswith(dev)
+        results[dev] = [p.detach().cpu() for p in task.modules.parameters()]
+    for a, b in zip(results["cpu"], results["cuda"]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_non_finite_loss_is_reported(tmp_path):
@@ -148,6 +230,7 @@ def test_schedule_warmup_then_cosine():
 
 
 @pytest.mark.parametrize("kw", [dict(batch_size=0), dict(lr=0), dict(max_minutes=-1), dict(min_lr_ratio=2),
+                                dict(max_steps=0), dict(device="tpu"), dict(device="gpu"),
                                 dict(early_stopping=0), dict(threads=0), dict(betas=(0.9, 1.0)),
                                 dict(betas=(-0.1, 0.98)), dict(betas=(0.9,)),
                                 dict(betas=(0.9, 0.98, 0.99))])
