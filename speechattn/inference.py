@@ -1,14 +1,19 @@
 """Use a trained run from Python.
 
     from speechattn import SpeakerRecognizer
-    model = SpeakerRecognizer.from_run("runs/speaker")
-    embedding = model.embed(waveform, sample_rate)        # (192,) tensor
+    model = SpeakerRecognizer.from_run("runs/speaker")   # device="auto": a CUDA GPU if any, else the CPU
+    embedding = model.embed(waveform, sample_rate)        # (192,) tensor, on the CPU
+
+Inference follows the hardware it runs on, not the precision the model was trained in: bf16
+autocast where the device computes bf16 natively (see :mod:`speechattn.device`), fp32 elsewhere.
+Features are computed on the CPU; the model runs on its device; results come back to the CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -18,9 +23,13 @@ import torch
 from torch import Tensor
 
 from speechattn.audio import FeatureExtractor, StreamingFeatureExtractor, iter_audio_blocks, load_audio
+from speechattn.device import autocast, resolve_device, resolve_precision
 from speechattn.training.checkpoint import load_weights
 
-__all__ = ["load_run_recipe", "load_run", "stream_file_outputs", "SpeakerRecognizer"]
+__all__ = ["load_run_recipe", "load_run", "model_device", "prepare_inference", "stream_file_outputs",
+           "SpeakerRecognizer"]
+
+log = logging.getLogger(__name__)
 
 
 def load_run_recipe(run_dir: str | os.PathLike[str]) -> Any:
@@ -48,6 +57,33 @@ def load_run(run_dir: str | os.PathLike[str], task: str, what: str) -> tuple[Any
     return recipe, load_weights(weights), json.loads((run_dir / "model.json").read_text())
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a model without any)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def prepare_inference(model: torch.nn.Module, device: str | torch.device | None, what: str
+                      ) -> tuple[torch.nn.Module, torch.device, str]:
+    """(``model`` in eval mode on ``device``, the device, the precision to run in there).
+
+    ``device``: ``auto`` (a CUDA GPU when there is one, else the CPU), ``cpu``, ``cuda``,
+    ``cuda:N``, a :class:`torch.device`, or None for where ``model`` already is. The precision is
+    ``auto`` resolved on that device (bf16 only where native), whatever the training precision;
+    it is logged at INFO, naming the model as ``what``.
+
+    Raises:
+        ValueError: a bad device string, or a CUDA device this machine lacks.
+    """
+    dev = model_device(model) if device is None else resolve_device(device)
+    precision = resolve_precision("auto", dev, warn=False)
+    log.info("%s on %s in %s", what, dev, precision)
+    return model.to(dev).eval(), dev, precision
+
+
 def stream_file_outputs(
     path: str | os.PathLike[str],
     extractor: FeatureExtractor,
@@ -57,14 +93,16 @@ def stream_file_outputs(
     block_seconds: float = 30.0,
     on_audio: Callable[[Tensor], None] | None = None,
     on_block: Callable[[float], None] | None = None,
+    device: torch.device | None = None,
 ) -> tuple[np.ndarray, float]:
     """Run a ``cmvn -> encoder -> head`` model with ``stream()`` over an audio file of any length.
 
     The file is read ``block_seconds`` at a time (resampled to the extractor's rate), features
-    are computed by a :class:`~speechattn.audio.StreamingFeatureExtractor` and the model's
-    stream turns them into logits as soon as its look-ahead allows, so memory is bounded by a
-    block plus what ``convert`` keeps: it maps each chunk's (frames', outputs) logits to a
-    (frames', K) array, and the arrays are concatenated. Call under ``torch.inference_mode()``.
+    are computed (on the CPU) by a :class:`~speechattn.audio.StreamingFeatureExtractor` and the
+    model's stream, on ``device`` (default: where the model is), turns them into logits as soon as
+    its look-ahead allows, so memory is bounded by a block plus what ``convert`` keeps: it maps
+    each chunk's (frames', outputs) logits, brought back to the CPU, to a (frames', K) array, and
+    the arrays are concatenated. Call under ``torch.inference_mode()``.
 
     Args:
         on_audio: called with every (samples,) block (e.g. a waveform envelope for plots).
@@ -77,15 +115,21 @@ def stream_file_outputs(
         AudioError: the file is missing, unreadable, empty or corrupt.
     """
     rate = int(extractor.config.sample_rate)
+    device = model_device(model) if device is None else device
     features = StreamingFeatureExtractor(extractor)
     stream = model.stream()
     parts: list[np.ndarray] = []
     samples = 0
+    pushed = False
 
     def run(feats: Tensor | None) -> None:
-        logits = stream.push(feats[None]) if feats is not None else stream.flush()
+        nonlocal pushed
+        if feats is None and not pushed:
+            return  # no features at all (audio shorter than a frame): nothing to flush
+        pushed = True
+        logits = stream.push(feats[None].to(device)) if feats is not None else stream.flush()
         if logits.shape[1]:
-            parts.append(convert(logits[0]))
+            parts.append(convert(logits[0].cpu()))
 
     for block in iter_audio_blocks(path, rate, block_seconds):
         samples += block.numel()
@@ -110,31 +154,44 @@ class SpeakerRecognizer:
 
     Args:
         recipe: the run's recipe (:class:`~speechattn.tasks.speaker.SpeakerRecipe`).
-        embedder: the trained embedder (eval mode).
+        embedder: the trained embedder (put in eval mode).
         threshold: same/different decision threshold on the cosine score (the dev EER point).
+        device: where to run the embedder (moved there): ``auto``, ``cpu``, ``cuda``, ``cuda:N``;
+            None: where it is. It runs in bf16 only where the device computes bf16 natively.
+
+    Attributes:
+        device: where the model runs (inputs are moved there, outputs come back to the CPU).
+        run_precision: ``bf16`` where ``device`` computes bf16 natively, else ``fp32``.
     """
 
-    def __init__(self, recipe: Any, embedder: torch.nn.Module, threshold: float) -> None:
+    def __init__(self, recipe: Any, embedder: torch.nn.Module, threshold: float,
+                 device: str | torch.device | None = None) -> None:
         self.recipe = recipe
-        self.embedder = embedder.eval()
+        self.embedder, self.device, self.run_precision = prepare_inference(embedder, device, "speaker model")
         self.threshold = float(threshold)
         self.extractor = FeatureExtractor(recipe.features).eval()
         self.sample_rate = recipe.features.sample_rate
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str]) -> "SpeakerRecognizer":
-        """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) written by ``speechattn train``."""
+    def from_run(cls, run_dir: str | os.PathLike[str], device: str | torch.device = "auto") -> "SpeakerRecognizer":
+        """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) written by ``speechattn train``,
+        onto ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
+
+        Raises:
+            ValueError: a bad device, a run of another task; FileNotFoundError: not a trained run.
+        """
         from speechattn.tasks.speaker import build_embedder
 
+        dev = resolve_device(device)
         recipe, weights, info = load_run(run_dir, "speaker", "speaker model")
         embedder = build_embedder(recipe.model, recipe.features.feature_dim)
         embedder.load_state_dict(weights)
-        return cls(recipe, embedder, info["threshold"])
+        return cls(recipe, embedder, info["threshold"], device=dev)
 
     @contextlib.contextmanager
     def _precision(self) -> Iterator[None]:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                    enabled=self.recipe.train.precision == "bf16"):
+        """Inference mode, with bf16 autocast where the device has native bf16."""
+        with torch.inference_mode(), autocast(self.device, self.run_precision):
             yield
 
     def features(self, waveform: Tensor, sample_rate: int) -> Tensor:
@@ -156,11 +213,13 @@ class SpeakerRecognizer:
         return self.embed_features([self.features(waveform, sample_rate)])[0]
 
     def embed_features(self, feats: list[Tensor]) -> Tensor:
-        """Utterance features (each (frames, dim)) -> (N, embed_dim) embeddings."""
+        """Utterance features (each (frames, dim), on the CPU) -> (N, embed_dim) float32 CPU embeddings,
+        computed on the model's device."""
         from speechattn.tasks.speaker import embed_feature_list
 
         with self._precision():
-            return embed_feature_list(self.embedder, feats, self.recipe.normalize, self.recipe.eval.batch_frames).float()
+            return embed_feature_list(self.embedder, feats, self.recipe.normalize, self.recipe.eval.batch_frames,
+                                      device=self.device).float()
 
     def embed_file(self, path: str | os.PathLike[str]) -> Tensor:
         """Embedding of an audio file (any format soundfile reads, any rate, mixed to mono)."""

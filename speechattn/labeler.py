@@ -12,6 +12,10 @@ model's streaming encoder, so memory stays bounded by the block size plus the pe
 posteriors (K floats every output frame, e.g. 4 bytes every 40 ms for voice activity: 0.36 MB
 per hour). :meth:`Labeler.label_waveform` is the offline path on a whole waveform; both give the
 same posteriors up to float rounding.
+
+The model runs on the device given to :meth:`Labeler.from_run` (``auto``: a CUDA GPU when there is
+one, else the CPU), in bf16 only where that device computes bf16 natively, whatever the precision
+it was trained in (see :mod:`speechattn.device`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from torch import Tensor
 
 from speechattn.audio import FeatureExtractor, audio_info
 from speechattn.data.labels import FrameGrid, Segment
-from speechattn.inference import stream_file_outputs
+from speechattn.device import autocast, resolve_device
+from speechattn.inference import prepare_inference, stream_file_outputs
 from speechattn.models.labeler import FrameLabeler
 from speechattn.postprocess import decode
 
@@ -91,12 +96,18 @@ class Labeler:
         classes: class names in model order.
         grid: times of the model's output frames.
         block_seconds: audio read per block when streaming a file.
+        device: where to run the model (moved there): ``auto``, ``cpu``, ``cuda``, ``cuda:N``;
+            None: where it is.
+
+    Attributes:
+        device: where the model runs (inputs are moved there, outputs come back to the CPU).
+        run_precision: ``bf16`` where ``device`` computes bf16 natively, else ``fp32``.
     """
 
     def __init__(self, recipe: Any, model: FrameLabeler, classes: list[str], grid: FrameGrid,
-                 block_seconds: float = 30.0) -> None:
+                 block_seconds: float = 30.0, device: str | torch.device | None = None) -> None:
         self.recipe = recipe
-        self.model = model.eval()
+        self.model, self.device, self.run_precision = prepare_inference(model, device, "frame labeler")
         self.classes = list(classes)
         self.grid = grid
         self.block_seconds = block_seconds
@@ -105,21 +116,27 @@ class Labeler:
         self.postprocess = recipe.postprocess
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str]) -> "Labeler":
-        """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) of a ``frame_labels`` run."""
+    def from_run(cls, run_dir: str | os.PathLike[str], device: str | torch.device = "auto") -> "Labeler":
+        """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) of a ``frame_labels`` run onto
+        ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
+
+        Raises:
+            ValueError: a bad device, a run of another task; FileNotFoundError: not a trained run.
+        """
         from speechattn.inference import load_run
         from speechattn.tasks.labeling import build_labeler
 
+        dev = resolve_device(device)
         recipe, weights, info = load_run(run_dir, "frame_labels", "frame-labeling model")
         model = build_labeler(recipe, len(info["classes"]))
         model.load_state_dict(weights)
         grid = FrameGrid(hop=float(info["grid"]["hop"]), offset=float(info["grid"]["offset"]))
-        return cls(recipe, model, info["classes"], grid)
+        return cls(recipe, model, info["classes"], grid, device=dev)
 
     @contextlib.contextmanager
     def _precision(self) -> Iterator[None]:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                    enabled=self.recipe.train.precision == "bf16"):
+        """Inference mode, with bf16 autocast where the device has native bf16."""
+        with torch.inference_mode(), autocast(self.device, self.run_precision):
             yield
 
     def segments(self, posteriors: np.ndarray, duration: float | None = None) -> list[Segment]:
@@ -137,8 +154,8 @@ class Labeler:
             waveform = torchaudio.functional.resample(waveform, sample_rate, self.sample_rate)
         with self._precision():
             feats, frames = self.extractor(waveform.float()[None])
-            logits, out_lengths = self.model(feats, frames)
-            post = self.model.posteriors(logits)[0, : int(out_lengths[0])].numpy()
+            logits, out_lengths = self.model(feats.to(self.device), frames.to(self.device))
+            post = self.model.posteriors(logits)[0, : int(out_lengths[0])].cpu().numpy()
         duration = waveform.numel() / self.sample_rate
         return LabelResult("", duration, self.segments(post, duration), post, self.grid, self.classes)
 
@@ -160,7 +177,7 @@ class Labeler:
         with self._precision():
             post, duration = stream_file_outputs(
                 path, self.extractor, self.model, lambda logits: self.model.posteriors(logits).numpy(),
-                block_seconds=self.block_seconds, on_block=on_block,
+                block_seconds=self.block_seconds, on_block=on_block, device=self.device,
                 on_audio=None if envelope is None else (lambda block: envelope.push(block.numpy())))
         if post.shape[0] == 0:
             post = np.zeros((0, len(self.classes)), dtype=np.float32)

@@ -13,6 +13,10 @@
 are kept (V floats every 40 ms: about 15 MB per hour for 40 tokens), then decoded greedily or by
 prefix beam search. Times come from the CTC alignment: a token spans the output frames where the
 best path emits it.
+
+The model runs on the device given to :meth:`Transcriber.from_run` (``auto``: a CUDA GPU when
+there is one, else the CPU), in bf16 only where that device computes bf16 natively, whatever the
+precision it was trained in (see :mod:`speechattn.device`); decoding runs on the CPU.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from torch import Tensor
 from speechattn.audio import FeatureExtractor
 from speechattn.data.labels import FrameGrid
 from speechattn.decoding.ctc import CTCHypothesis, greedy_decode, prefix_beam_search, spans_to_times
-from speechattn.inference import load_run, stream_file_outputs
+from speechattn.device import autocast, resolve_device
+from speechattn.inference import load_run, prepare_inference, stream_file_outputs
 from speechattn.models.ctc import CTCModel
 from speechattn.text import WORD_BOUNDARY, Tokenizer, tokenizer_from_dict
 
@@ -77,14 +82,20 @@ class Transcriber:
         grid: times of the model's output frames.
         beam: default decoding (1: greedy; > 1: prefix beam search).
         block_seconds: audio read per block when streaming a file.
+        device: where to run the model (moved there): ``auto``, ``cpu``, ``cuda``, ``cuda:N``;
+            None: where it is.
+
+    Attributes:
+        device: where the model runs (inputs are moved there, outputs come back to the CPU).
+        run_precision: ``bf16`` where ``device`` computes bf16 natively, else ``fp32``.
     """
 
     def __init__(self, recipe: Any, model: CTCModel, tokenizer: Tokenizer, grid: FrameGrid, beam: int = 1,
-                 block_seconds: float = 30.0) -> None:
+                 block_seconds: float = 30.0, device: str | torch.device | None = None) -> None:
         if beam < 1:
             raise ValueError(f"beam must be >= 1, got {beam}")
         self.recipe = recipe
-        self.model = model.eval()
+        self.model, self.device, self.run_precision = prepare_inference(model, device, "CTC model")
         self.tokenizer = tokenizer
         self.grid = grid
         self.beam = beam
@@ -93,22 +104,29 @@ class Transcriber:
         self.sample_rate = int(recipe.features.sample_rate)
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str], beam: int | None = None) -> "Transcriber":
-        """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) of a ``ctc`` run."""
+    def from_run(cls, run_dir: str | os.PathLike[str], beam: int | None = None,
+                 device: str | torch.device = "auto") -> "Transcriber":
+        """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) of a ``ctc`` run onto
+        ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
+
+        Raises:
+            ValueError: a bad device, a run of another task; FileNotFoundError: not a trained run.
+        """
         from speechattn.tasks.ctc import build_ctc_model
 
+        dev = resolve_device(device)
         recipe, weights, info = load_run(run_dir, "ctc", "CTC transcription model")
         tokenizer = tokenizer_from_dict(info["tokenizer"])
         model = build_ctc_model(recipe, len(tokenizer))
         model.load_state_dict(weights)
         grid = FrameGrid(hop=float(info["grid"]["hop"]), offset=float(info["grid"]["offset"]))
-        return cls(recipe, model, tokenizer, grid, beam=recipe.decode.beam if beam is None else beam)
+        return cls(recipe, model, tokenizer, grid, beam=recipe.decode.beam if beam is None else beam, device=dev)
 
     @contextlib.contextmanager
     def precision(self) -> Iterator[None]:
-        """Inference mode, in bf16 when the recipe trained in bf16."""
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                    enabled=self.recipe.train.precision == "bf16"):
+        """Inference mode, with bf16 autocast where the model's device has native bf16 (whatever
+        the precision the recipe trained in)."""
+        with torch.inference_mode(), autocast(self.device, self.run_precision):
             yield
 
     # ----------------------------------------------------------------- decoding
@@ -126,7 +144,7 @@ class Transcriber:
         from speechattn.tasks.ctc import decode_features
 
         return decode_features(self.model, feats, self.beam if beam is None else beam,
-                               batch_frames or self.recipe.decode.batch_frames)
+                               batch_frames or self.recipe.decode.batch_frames, device=self.device)
 
     def transcript(self, hyp: CTCHypothesis, duration: float, path: str = "") -> Transcript:
         """A :class:`Transcript` with token (and word) times from a hypothesis."""
@@ -176,7 +194,7 @@ class Transcriber:
         with self.precision():
             log_probs, duration = stream_file_outputs(
                 path, self.extractor, self.model, lambda logits: logits.float().log_softmax(-1).numpy(),
-                block_seconds=self.block_seconds, on_block=on_block)
+                block_seconds=self.block_seconds, on_block=on_block, device=self.device)
         if log_probs.shape[0] == 0:
             log_probs = np.zeros((0, self.model.vocab_size), dtype=np.float32)
         return log_probs, duration

@@ -34,6 +34,7 @@ from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
 from speechattn.paths import data_root as resolve_data_root
 from speechattn.text import CharTokenizer, Lexicon, PhoneTokenizer, Tokenizer, encode_corpus
 from speechattn.training.checkpoint import save_weights, write_json
+from speechattn.training.distributed import rank_slice, rank_world
 from speechattn.training.trainer import TrainConfig
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "decode_log_probs",
     "decode_features",
     "score_transcripts",
+    "spec_augment_on",
     "evaluate_run",
 ]
 
@@ -178,22 +180,33 @@ def _texts(manifest: Manifest, name: str) -> dict[str, str]:
     return texts  # type: ignore[return-value]
 
 
+def spec_augment_on(x: Tensor, config: AugmentConfig, generator: torch.Generator) -> Tensor:
+    """:func:`~speechattn.data.augment.spec_augment` of features on any device: the masks are drawn
+    on the CPU from ``generator`` (the same draws as for CPU features) and applied where ``x`` is."""
+    if x.device.type == "cpu":
+        return spec_augment(x, config, generator)
+    keep = spec_augment(torch.ones(x.shape, dtype=torch.bool), config, generator)
+    return x.masked_fill(~keep.to(x.device, non_blocking=True), 0.0)
+
+
 def decode_log_probs(log_probs: Tensor, lengths: Tensor, beam: int = 1) -> list[CTCHypothesis]:
     """Best hypothesis of each row of (batch, T', V) log-probs: greedy or prefix beam search."""
     if beam <= 1:
         return greedy_decode(log_probs, lengths)
-    return [prefix_beam_search(log_probs[i, : int(lengths[i])].float().numpy(), beam=beam)[0]
+    return [prefix_beam_search(log_probs[i, : int(lengths[i])].float().cpu().numpy(), beam=beam)[0]
             for i in range(log_probs.shape[0])]
 
 
-def decode_features(model: nn.Module, feats: Sequence[Tensor], beam: int = 1, batch_frames: int = 60000
-                    ) -> list[CTCHypothesis]:
-    """Best hypothesis of each whole utterance's (frames, dim) features, batched by similar
-    length (offline path; call in eval mode, under inference mode / autocast as wanted)."""
+def decode_features(model: nn.Module, feats: Sequence[Tensor], beam: int = 1, batch_frames: int = 60000,
+                    device: torch.device | str = "cpu") -> list[CTCHypothesis]:
+    """Best hypothesis of each whole utterance's (frames, dim) CPU features, batched by similar
+    length; the model runs on ``device``, where it is, and the decoding on the CPU (offline path;
+    call in eval mode, under inference mode / autocast as wanted)."""
     out: list[CTCHypothesis | None] = [None] * len(feats)
     for idx, x, lengths in length_batches(feats, batch_frames):
-        logits, out_lengths = model(x, lengths)
-        for j, hyp in zip(idx, decode_log_probs(logits.float().log_softmax(-1), out_lengths, beam)):
+        logits, out_lengths = model(x.to(device), lengths.to(device))
+        log_probs = logits.float().log_softmax(-1).cpu()
+        for j, hyp in zip(idx, decode_log_probs(log_probs, out_lengths.cpu(), beam)):
             out[j] = hyp
     return out  # type: ignore[return-value]
 
@@ -267,7 +280,10 @@ class CTCTask:
         self.modules = nn.ModuleDict({"model": self.model})
         self.metric = "cer" if self.tokenizer.kind == "chars" else "per"
         self.metric_mode: Literal["min", "max"] = "min"
-        self.generator = torch.Generator().manual_seed(recipe.train.seed)
+        # Each process of a torchrun group draws its own augmentation (rank 0: the single-process draws).
+        self.generator = torch.Generator().manual_seed(recipe.train.seed + 1_000_003 * rank_world()[0])
+        #: where training_step and evaluate run (the trainer sets it).
+        self.device = torch.device("cpu")
 
     # ----------------------------------------------------------------- data
     def _usable(self, fs: FeatureSet, ids: dict[str, list[int]], max_frames: int, name: str
@@ -295,20 +311,25 @@ class CTCTask:
         return feats, targets
 
     def steps_per_epoch(self) -> int:
-        return max(1, len(self.train_feats) // self.recipe.train.batch_size)
+        """Global batches of ``batch_size x world`` utterances per epoch (the same on every rank)."""
+        return max(1, len(self.train_feats) // (self.recipe.train.batch_size * rank_world()[1]))
 
     def train_batches(self, epoch: int) -> Iterator[list[int]]:
-        """Batches of ``batch_size`` utterances of similar length in random order
+        """Global batches of ``batch_size x world`` utterances of similar length in random order
         (:func:`bucketed_batches`); from the shortest to the longest in the first
-        ``data.sortagrad_epochs`` epochs (:func:`shortest_first_batches`)."""
+        ``data.sortagrad_epochs`` epochs (:func:`shortest_first_batches`). This process gets its
+        ``batch_size`` of each (all of it in a single process), so N processes see together what one
+        process with N x the batch sees."""
         gen = torch.Generator().manual_seed(self.recipe.train.seed * 100003 + epoch)
         lengths = [f.shape[0] for f in self.train_feats]
-        size = self.recipe.train.batch_size
+        rank, world = rank_world()
+        size = self.recipe.train.batch_size * world
         if epoch <= self.recipe.data.sortagrad_epochs:
             batches = shortest_first_batches(lengths, size, gen)
         else:
             batches = bucketed_batches(lengths, size, gen)
-        yield from batches[: self.steps_per_epoch()]
+        for batch in batches[: self.steps_per_epoch()]:
+            yield rank_slice(batch, rank, world)
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: list[int], progress: float) -> tuple[Tensor, dict[str, float]]:
@@ -318,23 +339,27 @@ class CTCTask:
         """Mean CTC loss (per target token) of training utterances ``batch``, with SpecAugment
         unless ``augment`` is False."""
         feats = [self.train_feats[i] for i in batch]
-        lengths = torch.tensor([f.shape[0] for f in feats])
-        x = self.model.cmvn(pad_batch(feats, self.recipe.data.pad_multiple), lengths)
+        device = self.device
+        lengths = torch.tensor([f.shape[0] for f in feats]).to(device, non_blocking=True)
+        x = pad_batch(feats, self.recipe.data.pad_multiple).to(device, non_blocking=True)
+        x = self.model.cmvn(x, lengths)
         if augment:
-            x = spec_augment(x, self.recipe.augment, self.generator)
+            x = spec_augment_on(x, self.recipe.augment, self.generator)
         hidden, out_lengths = self.model.encoder(x, lengths)
         log_probs = self.model.head(hidden).float().log_softmax(-1)
         targets = [self.train_targets[i] for i in batch]
+        target_lengths = torch.tensor([len(t) for t in targets]).to(device, non_blocking=True)
         loss = nn.functional.ctc_loss(
-            log_probs.transpose(0, 1), torch.cat(targets), out_lengths, torch.tensor([len(t) for t in targets]),
+            log_probs.transpose(0, 1), torch.cat(targets).to(device, non_blocking=True), out_lengths, target_lengths,
             blank=0, reduction="mean", zero_infinity=True)
         return loss
 
     # ----------------------------------------------------------------- evaluation
     def decode(self, feats: Sequence[Tensor], beam: int | None = None) -> list[CTCHypothesis]:
-        """Best hypothesis of each whole utterance, batched by similar length (call in eval mode)."""
+        """Best hypothesis of each whole utterance, batched by similar length; the model runs on the
+        task's device (call in eval mode)."""
         beam = self.recipe.decode.beam if beam is None else beam
-        return decode_features(self.model, feats, beam, self.recipe.decode.batch_frames)
+        return decode_features(self.model, feats, beam, self.recipe.decode.batch_frames, device=self.device)
 
     def evaluate(self) -> dict[str, float]:
         hyps = self.decode(self.dev_feats)
@@ -373,11 +398,13 @@ def evaluate_run(
     data_root: str | None = None,
     beam: int | None = None,
     progress: bool | None = None,
+    device: str | torch.device = "auto",
 ) -> dict[str, Any]:
-    """Error rates of a trained CTC run on transcribed data (``speechattn evaluate``)."""
+    """Error rates of a trained CTC run on transcribed data (``speechattn evaluate``); the model
+    runs on ``device`` (see :meth:`Transcriber.from_run`)."""
     from speechattn.transcriber import Transcriber
 
-    model = Transcriber.from_run(run_dir)
+    model = Transcriber.from_run(run_dir, device=device)
     recipe = model.recipe
     root = resolve_data_root(data_root if data_root is not None else recipe.data.root)
     manifest = resolve_manifest(data, root)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from speechattn.audio import CMVNStats, FeatureConfig, FeatureExtractor, GlobalCMVN
-from speechattn.data.augment import AugmentConfig, mix_noise, spec_augment
+from speechattn.data.augment import AugmentConfig, mix_noise
 from speechattn.data.batching import length_batches
 from speechattn.data.featcache import extract_features
 from speechattn.data.labelled import LabelledAudio, LabelledSet, load_labelled
@@ -39,7 +39,9 @@ from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
 from speechattn.nn.masks import frame_mask
 from speechattn.paths import data_root as resolve_data_root
 from speechattn.postprocess import PostprocessConfig, decode
+from speechattn.tasks.ctc import spec_augment_on
 from speechattn.training.checkpoint import save_weights, write_json
+from speechattn.training.distributed import rank_slice, rank_world
 from speechattn.training.trainer import TrainConfig
 
 __all__ = [
@@ -218,7 +220,10 @@ class LabelTask:
         self.modules = nn.ModuleDict({"labeler": self.model})
         self.metric = recipe.eval.metric
         self.metric_mode: Literal["min", "max"] = "min" if self.metric == "detection_error_rate" else "max"
-        self.generator = torch.Generator().manual_seed(recipe.train.seed)
+        # Each process of a torchrun group draws its own augmentation (rank 0: the single-process draws).
+        self.generator = torch.Generator().manual_seed(recipe.train.seed + 1_000_003 * rank_world()[0])
+        #: where training_step and evaluate run (the trainer sets it).
+        self.device = torch.device("cpu")
 
     # ----------------------------------------------------------------- data
     def _targets(self, item: LabelledAudio, feats: Tensor) -> Tensor:
@@ -255,15 +260,20 @@ class LabelTask:
         return [crops[j] for j in order]
 
     def steps_per_epoch(self) -> int:
+        """Global batches of ``batch_size x world`` crops per epoch (the same on every rank)."""
         total = sum(max(1, f.shape[0] // self.crop_frames) for f in self.train_feats)
-        return max(1, total // self.recipe.train.batch_size)
+        return max(1, total // (self.recipe.train.batch_size * rank_world()[1]))
 
     def train_batches(self, epoch: int) -> Iterator[list[tuple[int, int]]]:
+        """This process's part of each global batch of ``batch_size x world`` shuffled crops (all of
+        it in a single process), so N processes see together what one process with N x the batch
+        sees."""
         crops = self._crops(epoch)
-        size = self.recipe.train.batch_size
+        rank, world = rank_world()
+        size = self.recipe.train.batch_size * world
         for i in range(self.steps_per_epoch()):
             batch = crops[i * size : (i + 1) * size]
-            yield batch if batch else crops[:size]
+            yield rank_slice(batch if batch else crops[:size], rank, world)
 
     def make_batch(self, crops: list[tuple[int, int]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(features (B, T, F), lengths (B,), targets (B, T'[, K]), output lengths (B,))."""
@@ -309,8 +319,8 @@ class LabelTask:
         return loss, acc
 
     def training_step(self, batch: list[tuple[int, int]], progress: float) -> tuple[Tensor, dict[str, float]]:
-        x, lengths, y, out_lengths = self.make_batch(batch)
-        x = spec_augment(self.model.cmvn(x, lengths), self.recipe.augment, self.generator)
+        x, lengths, y, out_lengths = (t.to(self.device, non_blocking=True) for t in self.make_batch(batch))
+        x = spec_augment_on(self.model.cmvn(x, lengths), self.recipe.augment, self.generator)
         hidden, enc_lengths = self.model.encoder(x, lengths)
         logits = self.model.head(hidden)
         loss, acc = self.loss(logits, y, torch.minimum(out_lengths, enc_lengths))
@@ -318,8 +328,9 @@ class LabelTask:
 
     # ----------------------------------------------------------------- evaluation
     def posteriors(self, feats: Sequence[Tensor]) -> list[np.ndarray]:
-        """(T'_i, K) posteriors of whole recordings, batched by similar length (call in eval mode)."""
-        return batch_posteriors(self.model, feats, self.recipe.eval.batch_frames)
+        """(T'_i, K) posteriors of whole recordings, batched by similar length and computed on the
+        task's device (call in eval mode)."""
+        return batch_posteriors(self.model, feats, self.recipe.eval.batch_frames, device=self.device)
 
     def evaluate(self) -> dict[str, float]:
         shift = self.recipe.features.frame_shift / self.recipe.features.sample_rate
@@ -352,12 +363,14 @@ class LabelTask:
         )
 
 
-def batch_posteriors(model: FrameLabeler, feats: Sequence[Tensor], batch_frames: int = 200000) -> list[np.ndarray]:
-    """(T'_i, K) float32 posteriors of whole feature sequences (offline, batched by length)."""
+def batch_posteriors(model: FrameLabeler, feats: Sequence[Tensor], batch_frames: int = 200000,
+                     device: torch.device | str = "cpu") -> list[np.ndarray]:
+    """(T'_i, K) float32 posteriors of whole (CPU) feature sequences (offline, batched by length),
+    computed on ``device``, where ``model`` is."""
     out: list[np.ndarray | None] = [None] * len(feats)
     for idx, x, lengths in length_batches(feats, batch_frames):
-        logits, out_lengths = model(x, lengths)
-        post = model.posteriors(logits)
+        logits, out_lengths = model(x.to(device), lengths.to(device))
+        post, out_lengths = model.posteriors(logits).cpu(), out_lengths.cpu()
         for j, i in enumerate(idx):
             out[i] = post[j, : int(out_lengths[j])].numpy()
     return out  # type: ignore[return-value]
@@ -370,18 +383,20 @@ def evaluate_run(
     labels: str | None = None,
     data_root: str | None = None,
     progress: bool | None = None,
+    device: str | torch.device = "auto",
 ) -> dict[str, Any]:
     """Metrics of a trained frame-labeling run on labelled recordings (``speechattn evaluate``).
 
     Every recording is labelled with the streaming path of :class:`speechattn.labeler.Labeler`
-    (as ``speechattn label`` does) and scored on the recipe's evaluation grid.
+    (as ``speechattn label`` does), on ``device`` (see :meth:`Labeler.from_run`), and scored on
+    the recipe's evaluation grid.
     """
     from tqdm import tqdm
 
     from speechattn.audio import AudioError
     from speechattn.labeler import Labeler
 
-    labeler = Labeler.from_run(run_dir)
+    labeler = Labeler.from_run(run_dir, device=device)
     recipe = labeler.recipe
     root = resolve_data_root(data_root if data_root is not None else recipe.data.root)
     d = recipe.data

@@ -53,6 +53,44 @@ def test_sortagrad_epochs_order_the_first_epochs_shortest_first():
         CTCDataConfig(sortagrad_epochs=-1)
 
 
+def _batch_task(lengths, overrides):
+    recipe = load_task_recipe(RECIPE, overrides)
+    task = SimpleNamespace(recipe=recipe, train_feats=[torch.zeros(n, 1) for n in lengths])
+    task.steps_per_epoch = lambda: CTCTask.steps_per_epoch(task)
+    return task
+
+
+@pytest.mark.parametrize("epoch", [1, 2])  # shortest first (sortagrad), then bucketed random order
+def test_ddp_ranks_get_equal_parts_of_the_single_process_global_batches(monkeypatch, epoch):
+    from speechattn.tasks import ctc
+
+    lengths = torch.randint(10, 90, (203,), generator=torch.Generator().manual_seed(1)).tolist()
+    single = list(CTCTask.train_batches(_batch_task(lengths, ["data.sortagrad_epochs=1", "train.batch_size=8"]), epoch))
+    assert len(single) == 203 // 8 and all(len(b) == 8 for b in single)
+    parts = []
+    for rank in (0, 1):
+        monkeypatch.setattr(ctc, "rank_world", lambda rank=rank: (rank, 2))
+        task = _batch_task(lengths, ["data.sortagrad_epochs=1", "train.batch_size=4"])
+        assert task.steps_per_epoch() == len(single)
+        parts.append(list(CTCTask.train_batches(task, epoch)))
+    assert len(parts[0]) == len(parts[1]) == len(single)
+    assert all(len(b) == 4 for part in parts for b in part)
+    assert [a + b for a, b in zip(*parts)] == single  # together: exactly the batches of one process
+
+
+def test_ctc_task_device_and_per_rank_augmentation_seed(monkeypatch, speechocean_dir):
+    from speechattn.tasks import ctc
+
+    recipe = load_task_recipe(RECIPE, [*TINY_CTC, "data.max_train_utterances=8", "data.max_dev_utterances=2"])
+    seeds = []
+    for rank in (0, 1):
+        monkeypatch.setattr(ctc, "rank_world", lambda rank=rank: (rank, 2))
+        task = CTCTask(recipe, data_root=speechocean_dir.parent, progress=False)
+        assert task.device == torch.device("cpu")
+        seeds.append(task.generator.initial_seed())
+    assert seeds == [recipe.train.seed, recipe.train.seed + 1_000_003]
+
+
 def test_train_seed_fixes_the_initial_weights(tmp_path, speechocean_dir, monkeypatch):
     from speechattn.tasks import train_recipe
     from speechattn.training import trainer
@@ -101,12 +139,14 @@ def test_tiny_run_writes_a_loadable_model(run, speechocean_dir):
     assert (run_dir / "log.csv").read_text().count("\n") >= 3  # header + 2 epochs
 
 
-def test_transcriber_streams_a_file_like_the_offline_path(run, speechocean_dir):
+def test_transcriber_streams_a_file_like_the_offline_path(run, speechocean_dir, monkeypatch):
     from speechattn.audio import load_audio
     from speechattn.transcriber import Transcriber
 
     run_dir, _ = run
-    model = Transcriber.from_run(run_dir)
+    monkeypatch.setattr("speechattn.device.cpu_has_native_bf16", lambda: False)  # fp32 on any CPU
+    model = Transcriber.from_run(run_dir, device="cpu")
+    assert model.run_precision == "fp32"
     path = speechocean_dir / "audio" / "SPEAKER0001" / "000010011.ogg"
     model.block_seconds = 0.7  # many blocks: the stream must stitch them exactly
     streamed, duration = model.log_probs_file(path)

@@ -16,7 +16,7 @@ from speechattn.data.labels import LabelError, Segment, write_rttm
 from speechattn.data.vad_sim import endpoint
 from speechattn.labeler import Labeler
 from speechattn.tasks import load_task_recipe, train_recipe
-from speechattn.tasks.labeling import LabelRecipe, evaluate_run
+from speechattn.tasks.labeling import LabelRecipe, LabelTask, evaluate_run
 from tests.labeling_support import TINY_RECIPE, tiny_label_run
 
 
@@ -41,9 +41,10 @@ def test_training_from_audio_and_textgrid_writes_a_complete_run(run):
     assert labeler.model.cmvn.mean.abs().sum() > 0 and (labeler.model.cmvn.std != 1).any()
 
 
-def test_streaming_labels_equal_offline_labels_on_real_audio(run, speechocean_dir, tmp_path):
+def test_streaming_labels_equal_offline_labels_on_real_audio(run, speechocean_dir, tmp_path, monkeypatch):
     run_dir, _, _ = run
-    labeler = Labeler.from_run(run_dir)
+    monkeypatch.setattr("speechattn.device.cpu_has_native_bf16", lambda: False)  # fp32 on any CPU
+    labeler = Labeler.from_run(run_dir, device="cpu")
     files = sorted((speechocean_dir / "audio").glob("SPEAKER0005/*.ogg"))[:4]
     wave = torch.cat([load_audio(f, 16000)[0] for f in files])
     for rate in (16000, 8000):
@@ -122,3 +123,46 @@ def test_recipes_validate_and_reject_bad_data_blocks(tmp_path):
         load_task_recipe("recipes/vad.yaml", ["data.train=x"])
     with pytest.raises(ConfigError, match="invalid .data.simulate.: snr_db must be"):
         load_task_recipe("recipes/vad.yaml", ["data.simulate.snr_db=[20, -5]"])
+
+
+def test_ddp_ranks_get_equal_parts_of_the_single_process_global_batches(monkeypatch):
+    from types import SimpleNamespace
+
+    from speechattn.tasks import labeling
+
+    lengths = torch.randint(50, 900, (40,), generator=torch.Generator().manual_seed(2)).tolist()
+
+    def task(batch_size):
+        recipe = LabelRecipe()
+        recipe.train.batch_size = batch_size
+        t = SimpleNamespace(recipe=recipe, train_feats=[torch.zeros(n, 1) for n in lengths], crop_frames=200, stride=4)
+        t._crops = lambda epoch: LabelTask._crops(t, epoch)
+        t.steps_per_epoch = lambda: LabelTask.steps_per_epoch(t)
+        return t
+
+    single = list(LabelTask.train_batches(task(6), 3))
+    assert len(single) > 3 and all(len(b) == 6 for b in single)
+    parts = []
+    for rank in (0, 1):
+        monkeypatch.setattr(labeling, "rank_world", lambda rank=rank: (rank, 2))
+        t = task(3)
+        assert t.steps_per_epoch() == len(single)
+        parts.append(list(LabelTask.train_batches(t, 3)))
+    assert all(len(b) == 3 for part in parts for b in part)
+    assert [a + b for a, b in zip(*parts)] == single  # together: exactly the batches of one process
+
+
+def test_label_task_device_and_per_rank_augmentation_seed(run, monkeypatch, tmp_path):
+    from speechattn.tasks import labeling
+
+    _, _, folders = run
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_RECIPE.format(train=folders["train"], dev=folders["dev"], mode="single"))
+    recipe = load_task_recipe(path)
+    seeds = []
+    for rank in (0, 1):
+        monkeypatch.setattr(labeling, "rank_world", lambda rank=rank: (rank, 2))
+        task = LabelTask(recipe, progress=False)
+        assert task.device == torch.device("cpu")
+        seeds.append(task.generator.initial_seed())
+    assert seeds == [recipe.train.seed, recipe.train.seed + 1_000_003]
