@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from speechattn.cli.inputs import run_per_file
+from speechattn.cli.inputs import device_option, run_per_file
 
 __all__ = ["transcribe", "FORMATS", "format_transcript"]
 
@@ -58,13 +58,14 @@ def format_transcript(fmt: str, name: str, path: Path, result: Any, to_file: boo
 @click.option("--beam", type=click.IntRange(min=1), default=None,
               help="Prefix beam search with this beam (1: greedy); default: the recipe's decode.beam.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@device_option
 @click.pass_context
 def transcribe(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str,
-               beam: int | None, progress: bool | None) -> None:
+               beam: int | None, progress: bool | None, device: Any) -> None:
     """Transcribe audio files."""
     from speechattn.transcriber import Transcriber
 
-    model = Transcriber.from_run(run_dir, beam=beam)
+    model = Transcriber.from_run(run_dir, beam=beam, device=device)
     stdout = click.get_text_stream("stdout")
 
     def emit(name: str, path: Path, result: Any, first: bool) -> None:

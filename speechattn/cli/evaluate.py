@@ -6,15 +6,20 @@
   detection error rate;
 - CTC runs: transcribed data, phone or character error rate (and word error rate).
 
-The metrics are printed as JSON.
+The metrics are printed as JSON. ``--device`` chooses where the model runs (see
+:func:`speechattn.cli.inputs.device_option`).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
+from typing import Any
 
 import click
+
+from speechattn.cli.inputs import device_option
 
 __all__ = ["evaluate"]
 
@@ -33,8 +38,9 @@ _SPEAKER_ONLY = ("trials", "cohort_ref", "det")
 @click.option("--det", type=click.Path(dir_okay=False, path_type=Path), help="Speaker runs: write a DET-curve PNG here.")
 @click.option("--beam", type=click.IntRange(min=1), default=None, help="CTC runs: beam (1: greedy); default: the recipe's.")
 @click.option("--data-root", default=None, help="Data root (default: SPEECHATTN_DATA or ./data).")
+@device_option
 def evaluate(run_dir: Path, data_ref: str, trials: Path | None, cohort_ref: str | None, det: Path | None,
-             beam: int | None, data_root: str | None) -> None:
+             beam: int | None, data_root: str | None, device: Any) -> None:
     """Evaluate a trained run on a data dir."""
     from speechattn.inference import load_run_recipe
 
@@ -49,14 +55,22 @@ def evaluate(run_dir: Path, data_ref: str, trials: Path | None, cohort_ref: str 
     if task == "frame_labels":
         from speechattn.tasks.labeling import evaluate_run as evaluate_labels
 
-        metrics = evaluate_labels(run_dir, data_ref, data_root=data_root)
+        metrics = evaluate_labels(run_dir, data_ref, data_root=data_root, device=device)
     elif task == "ctc":
         from speechattn.tasks.ctc import evaluate_run as evaluate_ctc
 
-        metrics = evaluate_ctc(run_dir, data_ref, data_root=data_root, beam=beam)
+        metrics = evaluate_ctc(run_dir, data_ref, data_root=data_root, beam=beam, device=device)
     else:
+        from speechattn.device import resolve_device
         from speechattn.tasks.speaker import evaluate_run as evaluate_speaker
 
+        # TODO(issue 26): pass device= unconditionally once speechattn.tasks.speaker.evaluate_run takes it.
+        where: dict[str, Any] = {}
+        if "device" in inspect.signature(evaluate_speaker).parameters:
+            where["device"] = device
+        elif device != resolve_device("auto"):
+            raise ValueError(f"--device {device}: speaker evaluation runs on the default device "
+                             f"({resolve_device('auto')}) in this version")
         metrics = evaluate_speaker(run_dir, data_ref, trials=trials, cohort=cohort_ref, det_path=det,
-                                   data_root=data_root)
+                                   data_root=data_root, **where)
     click.echo(json.dumps(metrics, indent=2))

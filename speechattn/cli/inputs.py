@@ -12,6 +12,8 @@ accept any mix of
 list of problems (missing paths, empty folders, bad list lines), so a command can process
 what it can and report the rest. :class:`BatchReport` collects per-file outcomes, prints
 each failure on stderr the moment it happens and gives the exit code.
+
+:func:`device_option` is the ``--device`` option of every inference command.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "BatchReport", "expand_inputs", "file_progress", "run_per_file",
-           "unique_name"]
+__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "BatchReport", "device_option", "expand_inputs", "file_progress",
+           "run_per_file", "unique_name"]
 
 #: Audio file suffixes picked up in folders and accepted as arguments (case-insensitive).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".sph")
@@ -368,3 +370,24 @@ def run_per_file(ctx: click.Context, inputs: Sequence[str], out_dir: Path | None
         report.ok(path)
     click.echo(report.summary(), err=True)
     ctx.exit(report.exit_code)
+
+
+def _resolve_device_option(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    """The ``--device`` value as a :class:`torch.device`.
+
+    Raises:
+        ValueError: a bad device name, or a CUDA device this machine lacks; the CLI prints it as
+            one ``speechattn: error: ...`` line.
+    """
+    from speechattn.device import resolve_device
+
+    return resolve_device(value)
+
+
+def device_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--device auto|cpu|cuda|cuda:N`` (default auto), given to the command as a
+    :class:`torch.device`; a bad value or a missing GPU is a one-line error."""
+    return click.option(
+        "--device", default="auto", show_default=True, metavar="DEVICE", callback=_resolve_device_option,
+        help="Where to run the model: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N. "
+             "It runs in bf16 where the device computes bf16 natively, else in fp32.")(command)

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import click
 
-from speechattn.cli.inputs import run_per_file
+from speechattn.cli.inputs import device_option, run_per_file
 
 __all__ = ["label", "FORMATS"]
 
@@ -71,15 +71,16 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
               help="Output format (textgrid needs -o).")
 @click.option("--plot", is_flag=True, help="Also write NAME.png: waveform, posteriors and labels (needs -o).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@device_option
 @click.pass_context
 def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str, plot: bool,
-          progress: bool | None) -> None:
+          progress: bool | None, device: Any) -> None:
     """Label the frames of audio files."""
     from speechattn.labeler import Labeler, plot_labels
 
     if out_dir is None and (fmt == "textgrid" or plot):
         raise click.UsageError(f"{'--plot' if plot else '--format textgrid'} writes files: give -o DIR")
-    labeler = Labeler.from_run(run_dir)
+    labeler = Labeler.from_run(run_dir, device=device)
 
     def emit(name: str, path: Path, result: Any, first: bool) -> None:
         if out_dir is None:

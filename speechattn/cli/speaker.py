@@ -14,18 +14,17 @@ from typing import Any
 
 import click
 
-from speechattn.cli.inputs import BatchReport, expand_inputs
+from speechattn.cli.inputs import BatchReport, device_option, expand_inputs
 
 __all__ = ["embed", "verify", "identify"]
 
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
-def _recognizer(run_dir: Path) -> Any:
+def _recognizer(run_dir: Path, device: Any) -> Any:
     from speechattn.inference import SpeakerRecognizer
 
-    return SpeakerRecognizer.from_run(run_dir)
-
+    return SpeakerRecognizer.from_run(run_dir, device=device)
 
 
 def _embed_paths(model: Any, paths: list[Path], report: BatchReport, progress: bool = True):
@@ -50,12 +49,13 @@ def _embed_paths(model: Any, paths: list[Path], report: BatchReport, progress: b
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE.npy (array + FILE.txt listing the files in order) or FILE.json; "
                    "default: one JSON line per file on stdout.")
+@device_option
 @click.pass_context
-def embed(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], output: Path | None) -> None:
+def embed(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], output: Path | None, device: Any) -> None:
     """Write speaker embeddings of audio files."""
     import numpy as np
 
-    model = _recognizer(run_dir)
+    model = _recognizer(run_dir, device)
     report = BatchReport()
     paths, problems = expand_inputs(inputs)
     report.add_problems(problems)
@@ -83,9 +83,10 @@ def embed(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], output: Pa
 @click.argument("first", type=click.Path(path_type=Path))
 @click.argument("second", type=click.Path(path_type=Path))
 @click.option("--threshold", type=float, default=None, help="Decision threshold (default: calibrated on dev).")
-def verify(run_dir: Path, first: Path, second: Path, threshold: float | None) -> None:
+@device_option
+def verify(run_dir: Path, first: Path, second: Path, threshold: float | None, device: Any) -> None:
     """Score whether two recordings share a speaker."""
-    model = _recognizer(run_dir)
+    model = _recognizer(run_dir, device)
     a, b = model.embed_file(first), model.embed_file(second)
     score = model.score(a, b)
     limit = model.threshold if threshold is None else threshold
@@ -130,12 +131,13 @@ def _enrolment(model: Any, enroll: Path, report: BatchReport) -> dict[str, Any]:
 @click.option("--enroll", required=True, type=click.Path(exists=True, path_type=Path),
               help="Folder with one sub-folder of audio per speaker, or a Kaldi dir / manifest with speakers.")
 @click.option("--top", default=3, show_default=True, help="Candidates listed per file.")
+@device_option
 @click.pass_context
-def identify(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], enroll: Path, top: int) -> None:
+def identify(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], enroll: Path, top: int, device: Any) -> None:
     """Name the enrolled speaker of each recording."""
     import torch
 
-    model = _recognizer(run_dir)
+    model = _recognizer(run_dir, device)
     enrol_report = BatchReport()
     centroids = _enrolment(model, enroll, enrol_report)
     report = BatchReport()

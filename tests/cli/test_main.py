@@ -242,6 +242,7 @@ def test_train_passes_options_and_prints_json(recipe: Path, calls: list[dict[str
         "--run-dir", str(tmp_path / "run"),
         "--resume",
         "--data-root", "/some/data",
+        "--device", "cpu",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert calls == [
@@ -251,6 +252,7 @@ def test_train_passes_options_and_prints_json(recipe: Path, calls: list[dict[str
             "run_dir": tmp_path / "run",
             "resume": True,
             "data_root": "/some/data",
+            "device": "cpu",
         }
     ]
     assert isinstance(calls[0]["recipe_path"], Path) and isinstance(calls[0]["run_dir"], Path)
@@ -260,7 +262,8 @@ def test_train_passes_options_and_prints_json(recipe: Path, calls: list[dict[str
 def test_train_defaults(recipe: Path, calls: list[dict[str, Any]]) -> None:
     result = run("train", str(recipe))
     assert result.exit_code == 0, result.output
-    assert calls == [{"recipe_path": recipe, "overrides": [], "run_dir": None, "resume": False, "data_root": None}]
+    assert calls == [{"recipe_path": recipe, "overrides": [], "run_dir": None, "resume": False, "data_root": None,
+                      "device": None}]
 
 
 def test_train_missing_recipe_is_a_usage_error(tmp_path: Path, calls: list[dict[str, Any]]) -> None:

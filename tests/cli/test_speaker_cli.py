@@ -61,18 +61,19 @@ def test_verify_prints_score_and_decision(tiny_run, audio):
     run_dir, _ = tiny_run
     res = _run("verify", run_dir, audio["jackson_a"], audio["jackson_b"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)  # stderr has the "speaker model on ... in ..." line
     assert -1.0 <= out["score"] <= 1.0
     assert out["same_speaker"] == (out["score"] >= out["threshold"])
     res = _run("verify", run_dir, audio["jackson_a"], audio["jackson_b"], "--threshold", "2")
-    assert json.loads(res.output)["same_speaker"] is False
+    assert json.loads(res.stdout)["same_speaker"] is False
 
 
 def test_verify_bad_file_is_one_line_error(tiny_run, audio):
     run_dir, _ = tiny_run
     res = _run("verify", run_dir, audio["jackson_a"], audio["bad"])
-    assert res.exit_code == 2
-    assert res.output.strip().count("\n") == 0 and "broken.wav" in res.output
+    assert res.exit_code == 2 and res.stdout == ""
+    errors = [line for line in res.stderr.splitlines() if line.startswith("speechattn: error:")]
+    assert len(errors) == 1 and "broken.wav" in errors[0]
 
 
 def test_identify_against_enrolled_folders(tiny_run, audio):
@@ -92,7 +93,7 @@ def test_evaluate_prints_metrics_and_det(tiny_run, audio):
     det = audio["tmp"] / "det.png"
     res = _run("evaluate", run_dir, "--data", "fsdd:test", "--det", det)
     assert res.exit_code == 0, res.output
-    metrics = json.loads(res.output)
+    metrics = json.loads(res.stdout)
     assert metrics["utterances"] == 300 and metrics["speakers"] == 6
     assert 0.0 <= metrics["eer"] <= 100.0 and 0.0 <= metrics["min_dcf"] <= 1.0
     assert det.read_bytes()[:4] == b"\x89PNG"
@@ -105,7 +106,7 @@ def test_evaluate_with_trials_file(tiny_run, audio, tmp_path):
                       "0_theo_0 1_theo_1 target\n1_theo_1 0_nicolas_1 nontarget\n")
     res = _run("evaluate", run_dir, "--data", "fsdd:test", "--trials", trials)
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["trials"] == 4
+    assert json.loads(res.stdout)["trials"] == 4
 
 
 def test_not_a_run_dir(tmp_path):
