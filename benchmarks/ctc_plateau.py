@@ -4,7 +4,9 @@ CTC training first learns to emit only blanks (training loss ~3.4-3.5 per token 
 only later starts emitting phones; how long it stays on that plateau varies from run to run,
 and a run that leaves it late loses much of a wall-clock budget. This script trains the
 recipe's model (or the Conformer of ``asr_baseline.py``) through the trainer's own loop
-(``Trainer.fit``: warm-up + cosine schedule of a 5-epoch run, AdamW, bf16 autocast, clipping)
+(``Trainer.fit``: warm-up + cosine schedule of a 5-epoch run, AdamW, the recipe's
+``train.precision`` resolved on the device as the trainer does (``auto``: bf16 only where it is
+native), clipping)
 for ``--steps`` steps, with no wall-clock budget, so that the figures do not depend on the
 machine's speed. Every 50 steps it records a **probe loss**: the CTC loss of 6 fixed batches of
 16 training utterances (the same for every run; eval mode, no SpecAugment), comparable across
@@ -48,6 +50,7 @@ class _Stop(Exception):
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import asr_baseline as ab
 
+    from speechattn.device import autocast, resolve_precision
     from speechattn.tasks import ctc, load_task_recipe
     from speechattn.training.trainer import Trainer, seed_everything
 
@@ -63,11 +66,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     probes: list[tuple[int, float]] = []
 
     class PlateauTask(ctc.CTCTask):  # type: ignore[misc,valid-type]
+        def precision(self) -> Any:
+            """The trainer's autocast: the recipe's precision on the task's device (set by the trainer)."""
+            return autocast(self.device, resolve_precision(recipe.train.precision, self.device, warn=False))
+
         def probe_loss(self) -> float:
             training = self.modules.training
             self.modules.eval()
             total = 0.0
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.inference_mode(), self.precision():
                 for batch in probe_batches:
                     total += float(self.batch_loss(batch, augment=False))
             self.modules.train(training)
@@ -96,9 +103,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except _Stop:
         pass
     task.modules.eval()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.inference_mode(), task.precision():
         dev = task.evaluate()
+    precision = resolve_precision(recipe.train.precision, task.device, warn=False)
     result = {"model": args.model, "seed": args.seed, "set": args.set, "steps": len(losses),
+              "device": str(task.device), "precision": precision,
               "setup_s": setup, "train_s": time.perf_counter() - started, "losses": losses,
               "probes": probes, "dev": dev, "environment": environment()}
     out.write_text(json.dumps(result, indent=1))
