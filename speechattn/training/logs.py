@@ -10,16 +10,28 @@ from typing import Any
 __all__ = ["RunLogger"]
 
 
+def _step(row: dict[str, Any]) -> float:
+    try:
+        return float(row.get("step") or 0)
+    except ValueError:
+        return 0.0
+
+
 class RunLogger:
     """Appends one row per epoch to ``log.csv`` (columns grow as new metrics appear) and writes
     the same scalars to TensorBoard under ``tensorboard/`` when the package is installed."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str], tensorboard: bool = True,
+                 keep_until_step: int | None = None) -> None:
+        """``keep_until_step``: keep only the rows of an existing log at or before this step (a
+        resumed run redoes the epochs after its checkpoint); None keeps every row."""
         self.path = Path(run_dir) / "log.csv"
         self.rows: list[dict[str, Any]] = []
         if self.path.exists():
             with open(self.path, newline="") as f:
                 self.rows = list(csv.DictReader(f))
+            if keep_until_step is not None:
+                self.rows = [r for r in self.rows if _step(r) <= keep_until_step]
         self.writer = None
         if tensorboard:
             try:

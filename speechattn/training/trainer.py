@@ -213,7 +213,7 @@ class Trainer:
             saved = load_state(self.last_path)
             task.modules.load_state_dict(saved["modules"])
             optimizer.load_state_dict(saved["optimizer"])
-            torch.set_rng_state(saved["torch_rng"])
+            _set_rng_states(task, saved)
             state.update(saved["trainer"])
             if main:
                 log.info("resumed from %s at epoch %d, step %d", self.last_path, state["epoch"], state["step"])
@@ -224,7 +224,8 @@ class Trainer:
             step_module = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda"
                                                   else None)
 
-        logger = RunLogger(self.run_dir) if main else None
+        # Rows logged after the checkpoint (epochs redone now) are dropped: no duplicates on resume.
+        logger = RunLogger(self.run_dir, keep_until_step=state["step"]) if main else None
         steps_per_epoch = max(1, task.steps_per_epoch())
         total_steps = cfg.planned_steps(steps_per_epoch)
         max_epochs = -(-total_steps // steps_per_epoch)
@@ -366,8 +367,47 @@ class Trainer:
             {
                 "modules": task.modules.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
+                **_rng_states(task),
                 "trainer": {k: v for k, v in state.items()},
             },
             self.last_path,
         )
+
+
+def _task_generators(task: Task) -> dict[str, torch.Generator]:
+    """The task's own random generators (augmentation draws), by attribute name."""
+    return {name: gen for name, gen in sorted(vars(task).items()) if isinstance(gen, torch.Generator)}
+
+
+def _rng_states(task: Task) -> dict[str, Any]:
+    """Every random state a run uses, so that a resumed run continues exactly as an uninterrupted one:
+    torch's (CPU and CUDA), Python's, NumPy's and the task's generators (the batch order is a
+    function of the seed and the epoch)."""
+    np_state = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch_rng": torch.get_rng_state(),
+        "python_rng": repr(random.getstate()),
+        "numpy_rng": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                      "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "task_rngs": {name: gen.get_state() for name, gen in _task_generators(task).items()},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(task: Task, saved: dict[str, Any]) -> None:
+    import ast
+
+    torch.set_rng_state(saved["torch_rng"])
+    if "python_rng" in saved:  # checkpoints of older versions saved torch's state only
+        version, internal, gauss = ast.literal_eval(saved["python_rng"])
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy_rng" in saved:
+        s = saved["numpy_rng"]
+        np.random.set_state(("MT19937", s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["gauss"]))
+    for name, gen in _task_generators(task).items():
+        if name in saved.get("task_rngs", {}):
+            gen.set_state(saved["task_rngs"][name])
+    if "cuda_rng" in saved and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
