@@ -12,7 +12,6 @@ The metrics are printed as JSON. ``--device`` chooses where the model runs (see
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -61,16 +60,8 @@ def evaluate(run_dir: Path, data_ref: str, trials: Path | None, cohort_ref: str 
 
         metrics = evaluate_ctc(run_dir, data_ref, data_root=data_root, beam=beam, device=device)
     else:
-        from speechattn.device import resolve_device
         from speechattn.tasks.speaker import evaluate_run as evaluate_speaker
 
-        # TODO(issue 26): pass device= unconditionally once speechattn.tasks.speaker.evaluate_run takes it.
-        where: dict[str, Any] = {}
-        if "device" in inspect.signature(evaluate_speaker).parameters:
-            where["device"] = device
-        elif device != resolve_device("auto"):
-            raise ValueError(f"--device {device}: speaker evaluation runs on the default device "
-                             f"({resolve_device('auto')}) in this version")
         metrics = evaluate_speaker(run_dir, data_ref, trials=trials, cohort=cohort_ref, det_path=det,
-                                   data_root=data_root, **where)
+                                   data_root=data_root, device=device)
     click.echo(json.dumps(metrics, indent=2))

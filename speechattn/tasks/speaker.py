@@ -513,11 +513,12 @@ def evaluate_run(
     cohort: str | None = None,
     det_path: str | Path | None = None,
     data_root: str | None = None,
+    device: str | torch.device = "auto",
 ) -> dict[str, Any]:
-    """Metrics of a trained run on any labelled data (``speechattn evaluate``)."""
+    """Metrics of a trained run on any labelled data (``speechattn evaluate``), computed on ``device``."""
     from speechattn.inference import SpeakerRecognizer
 
-    model = SpeakerRecognizer.from_run(run_dir)
+    model = SpeakerRecognizer.from_run(run_dir, device=device)
     root = resolve_data_root(data_root if data_root is not None else model.recipe.data.root)
     manifest = resolve_manifest(data, root)
     fs = extract_features(manifest, model.extractor, desc="features")
