@@ -12,12 +12,15 @@ import torch
 import torchaudio
 
 from speechattn.audio import (
+    MAX_RESAMPLE_TAPS,
     AudioError,
     AudioInfo,
     StreamingResampler,
     audio_info,
     iter_audio_blocks,
     load_audio,
+    resample,
+    resampling_ratio,
     save_audio,
 )
 
@@ -238,7 +241,7 @@ def test_streaming_resampler_matches_offline(orig: int, new: int) -> None:
         assert y.shape == ref.shape, (orig, new, length)
         torch.testing.assert_close(y, ref, rtol=0, atol=1e-5)
         # bounded: never more than one kernel span + one push + one phase block
-        kernel = rs._kernel.shape[-1] if orig != new else 0
+        kernel = rs._span if orig != new else 0
         assert peak < kernel + 2 * orig // math.gcd(orig, new) + 1
 
 
@@ -259,7 +262,63 @@ def test_streaming_resampler_buffer_does_not_grow() -> None:
         rs.push(torch.randn(1000, generator=gen))
         sizes.append(rs._buffer.numel())
     assert max(sizes[200:]) <= max(sizes[:200])
-    assert max(sizes) < 1000 + rs._kernel.shape[-1]
+    assert max(sizes) < 1000 + rs._span
+
+
+@pytest.mark.parametrize(("orig", "new"), [(997, 1601), (1601, 997), (7, 16000)])
+def test_coprime_rates_match_torchaudio(orig: int, new: int) -> None:
+    """Rates whose reduced pair stays large (as 44,101 -> 16,000 Hz, where torchaudio's own kernel
+    takes 2.8 GB) use only the non-zero taps of the same filter: same samples."""
+    x = torch.randn(5 * orig + 13, generator=torch.Generator().manual_seed(orig))
+    ref = torchaudio.functional.resample(x, orig, new)
+    y = resample(x, orig, new)
+    assert y.shape == ref.shape
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-5)
+    rs = StreamingResampler(orig, new)
+    z = torch.cat([rs.push(c) for c in x.split(333)] + [rs.flush()])
+    torch.testing.assert_close(z, ref, rtol=0, atol=1e-5)
+
+
+def _sine(rate: int, seconds: float, freq: float) -> torch.Tensor:
+    t = torch.arange(int(rate * seconds), dtype=torch.float64) / rate
+    return (0.5 * torch.sin(2 * math.pi * freq * t)).float()
+
+
+@pytest.mark.parametrize(("orig", "new"), [(44101, 16000), (7999, 16000), (192000, 16000), (16000, 44101),
+                                           (352801, 16000), (3071999, 8000)])
+def test_odd_rates_are_bounded_and_correct(orig: int, new: int) -> None:
+    """Any rate: the filter stays under MAX_RESAMPLE_TAPS (torchaudio's kernel for 44,101 Hz has
+    706 M values) and a tone comes out as the same tone at the new rate."""
+    rs = StreamingResampler(orig, new)
+    assert rs._taps.numel() + 2 * rs._span <= MAX_RESAMPLE_TAPS
+    p, q = resampling_ratio(orig, new)
+    assert abs(q / p - new / orig) <= 4e-6 * new / orig
+    if (p, q) == (orig // math.gcd(orig, new), new // math.gcd(orig, new)):
+        assert orig <= 280_000  # exact below 280 kHz
+    freq = 440.0
+    y = resample(_sine(orig, 0.5, freq), orig, new)
+    assert y.numel() == math.ceil(int(orig * 0.5) * q / p)
+    expected = _sine(new, 0.5, freq)[: y.numel()]
+    middle = slice(y.numel() // 10, y.numel() * 9 // 10)  # away from the zero-padded edges
+    torch.testing.assert_close(y[middle], expected[middle], rtol=0, atol=2e-3)
+
+
+def test_odd_rate_file_loads_and_streams_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "odd.wav"
+    sf.write(path, _tone(44101, 1.1)[:, 0], 44101, subtype="FLOAT")
+    whole, rate = load_audio(path, 16000)
+    assert rate == 16000 and whole.numel() == math.ceil(int(44101 * 1.1) * 16000 / 44101)
+    joined = torch.cat(list(iter_audio_blocks(path, 16000, block_seconds=0.13)))
+    torch.testing.assert_close(joined, whole, rtol=0, atol=1e-5)
+
+
+def test_absurd_sample_rate_is_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "fast.wav"
+    sf.write(path, np.zeros(100, np.float32), 4_000_000, subtype="FLOAT")
+    for call in (load_audio, audio_info, iter_audio_blocks):
+        with pytest.raises(AudioError) as err:
+            call(path)
+        _assert_one_line_naming(err, path, "unsupported sample rate 4000000 Hz")
 
 
 def test_streaming_resampler_bad_args() -> None:
