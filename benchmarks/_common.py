@@ -98,8 +98,20 @@ def environment() -> dict[str, Any]:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    flags: list[str] = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next(line for line in f if line.startswith("flags"))
+        flags = sorted(f for f in line.split(":", 1)[1].split()
+                       if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
+    except (OSError, StopIteration):
+        pass
+    from speechattn.device import cpu_has_native_bf16
+
     return {
         "cpu": cpu,
+        "cpu_flags": flags,  # the SIMD subset of lscpu's flags: what decides kernel speed
+        "native_bf16": cpu_has_native_bf16(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -15,8 +15,9 @@ import contextlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,10 +25,10 @@ from torch import Tensor
 
 from speechattn.audio import FeatureExtractor, StreamingFeatureExtractor, iter_audio_blocks, load_audio
 from speechattn.device import autocast, resolve_device, resolve_precision
-from speechattn.training.checkpoint import load_weights
+from speechattn.training.checkpoint import MODEL_FILE, ModelFileError, load_model, load_weights_into
 
-__all__ = ["load_run_recipe", "load_run", "model_device", "prepare_inference", "stream_file_outputs",
-           "SpeakerRecognizer"]
+__all__ = ["load_run_recipe", "load_run", "load_run_model", "RunModel", "ModelFileError", "model_device",
+           "prepare_inference", "stream_file_outputs", "SpeakerRecognizer"]
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +43,77 @@ def load_run_recipe(run_dir: str | os.PathLike[str]) -> Any:
     return load_task_recipe(path)
 
 
-def load_run(run_dir: str | os.PathLike[str], task: str, what: str) -> tuple[Any, dict[str, Tensor], dict[str, Any]]:
-    """(recipe, weights, ``model.json``) of a trained run of ``task``, with one-line errors.
+@dataclass
+class RunModel:
+    """The trained model of a run, as :func:`load_run_model` read it.
 
-    ``what`` names the model kind in the error for a run of another task.
+    Attributes:
+        recipe: the run's recipe (``config.yaml``).
+        weights: the state dict (CPU tensors).
+        info: the model's metadata (what ``model.json`` shows: classes, tokenizer, threshold...).
+        weights_path: the file the weights came from (``model.safetensors``).
+        info_path: the file the metadata came from: ``model.safetensors`` itself, or
+            ``model.json`` for runs written before the metadata moved into it.
+    """
+
+    recipe: Any
+    weights: dict[str, Tensor]
+    info: dict[str, Any]
+    weights_path: Path
+    info_path: Path
+
+    def load_into(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Load the weights into ``module`` (built from the recipe); a missing, unexpected or
+        wrongly shaped tensor is a one-line :class:`ModelFileError` naming it and the file."""
+        return load_weights_into(module, self.weights, self.weights_path)
+
+    @contextlib.contextmanager
+    def reading_info(self) -> Iterator[None]:
+        """Errors while interpreting :attr:`info` (a missing key, a value of the wrong type)
+        become a one-line :class:`ModelFileError` naming :attr:`info_path`."""
+        try:
+            yield
+        except ModelFileError:
+            raise
+        except KeyError as exc:
+            raise ModelFileError(f"{self.info_path}: bad model metadata (no {exc.args[0]!r} entry)") from None
+        except (TypeError, ValueError, AttributeError, IndexError) as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise ModelFileError(f"{self.info_path}: bad model metadata ({detail})") from None
+
+
+def load_run_model(run_dir: str | os.PathLike[str], task: str, what: str, required: Sequence[str] = ()) -> RunModel:
+    """The recipe, weights and metadata of a trained run of ``task``, with one-line errors.
+
+    ``what`` names the model kind in the error for a run of another task; ``required``: the
+    metadata entries the caller needs (missing ones are an error naming the file).
+
+    Raises:
+        FileNotFoundError: not a run folder, or no model yet.
+        ValueError: a run of another task; :class:`ModelFileError` (a ValueError): corrupt
+            weights or metadata, metadata of another task or missing a ``required`` entry.
     """
     run_dir = Path(run_dir)
     recipe = load_run_recipe(run_dir)
     if recipe.task != task:
         raise ValueError(f"{run_dir}: a {recipe.task!r} run, not a {what}")
-    weights = run_dir / "model.safetensors"
+    weights = run_dir / MODEL_FILE
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: no trained weights (training has not reached its first evaluation)")
-    return recipe, load_weights(weights), json.loads((run_dir / "model.json").read_text())
+    tensors, info, info_path = load_model(run_dir)
+    if info.get("task", task) != task:
+        raise ModelFileError(f"{info_path}: metadata of a {info['task']!r} model, but the run is a {task!r} run")
+    for key in required:
+        if key not in info:
+            raise ModelFileError(f"{info_path}: bad model metadata (no {key!r} entry)")
+    return RunModel(recipe, tensors, info, weights, info_path)
+
+
+def load_run(run_dir: str | os.PathLike[str], task: str, what: str) -> tuple[Any, dict[str, Tensor], dict[str, Any]]:
+    """(recipe, weights, metadata) of a trained run of ``task``, with one-line errors (see
+    :func:`load_run_model`)."""
+    run = load_run_model(run_dir, task, what)
+    return run.recipe, run.weights, run.info
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -174,19 +233,21 @@ class SpeakerRecognizer:
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], device: str | torch.device = "auto") -> "SpeakerRecognizer":
-        """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) written by ``speechattn train``,
+        """Load ``RUN_DIR`` (config.yaml, model.safetensors) written by ``speechattn train``,
         onto ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
 
         Raises:
-            ValueError: a bad device, a run of another task; FileNotFoundError: not a trained run.
+            ValueError: a bad device, a run of another task; ModelFileError (a ValueError): corrupt
+            or mismatched weights or metadata; FileNotFoundError: not a trained run.
         """
         from speechattn.tasks.speaker import build_embedder
 
         dev = resolve_device(device)
-        recipe, weights, info = load_run(run_dir, "speaker", "speaker model")
-        embedder = build_embedder(recipe.model, recipe.features.feature_dim)
-        embedder.load_state_dict(weights)
-        return cls(recipe, embedder, info["threshold"], device=dev)
+        run = load_run_model(run_dir, "speaker", "speaker model", required=("threshold",))
+        with run.reading_info():
+            threshold = float(run.info["threshold"])
+        embedder = run.load_into(build_embedder(run.recipe.model, run.recipe.features.feature_dim))
+        return cls(run.recipe, embedder, threshold, device=dev)
 
     @contextlib.contextmanager
     def _precision(self) -> Iterator[None]:

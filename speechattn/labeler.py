@@ -117,21 +117,25 @@ class Labeler:
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], device: str | torch.device = "auto") -> "Labeler":
-        """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) of a ``frame_labels`` run onto
+        """Load ``RUN_DIR`` (config.yaml, model.safetensors) of a ``frame_labels`` run onto
         ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
 
         Raises:
-            ValueError: a bad device, a run of another task; FileNotFoundError: not a trained run.
+            ValueError: a bad device, a run of another task; ModelFileError (a ValueError): corrupt
+            or mismatched weights or metadata; FileNotFoundError: not a trained run.
         """
-        from speechattn.inference import load_run
+        from speechattn.inference import load_run_model
         from speechattn.tasks.labeling import build_labeler
 
         dev = resolve_device(device)
-        recipe, weights, info = load_run(run_dir, "frame_labels", "frame-labeling model")
-        model = build_labeler(recipe, len(info["classes"]))
-        model.load_state_dict(weights)
-        grid = FrameGrid(hop=float(info["grid"]["hop"]), offset=float(info["grid"]["offset"]))
-        return cls(recipe, model, info["classes"], grid, device=dev)
+        run = load_run_model(run_dir, "frame_labels", "frame-labeling model", required=("classes", "grid"))
+        with run.reading_info():
+            if not isinstance(run.info["classes"], list) or not run.info["classes"]:
+                raise ValueError(f"'classes' is {run.info['classes']!r}, not a list of class names")
+            classes = [str(c) for c in run.info["classes"]]
+            grid = FrameGrid(hop=float(run.info["grid"]["hop"]), offset=float(run.info["grid"]["offset"]))
+        model = run.load_into(build_labeler(run.recipe, len(classes)))
+        return cls(run.recipe, model, classes, grid, device=dev)
 
     @contextlib.contextmanager
     def _precision(self) -> Iterator[None]:

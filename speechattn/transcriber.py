@@ -35,7 +35,7 @@ from speechattn.audio import FeatureExtractor
 from speechattn.data.labels import FrameGrid
 from speechattn.decoding.ctc import CTCHypothesis, greedy_decode, prefix_beam_search, spans_to_times
 from speechattn.device import autocast, resolve_device
-from speechattn.inference import load_run, prepare_inference, stream_file_outputs
+from speechattn.inference import load_run_model, prepare_inference, stream_file_outputs
 from speechattn.models.ctc import CTCModel
 from speechattn.text import WORD_BOUNDARY, Tokenizer, tokenizer_from_dict
 
@@ -106,20 +106,22 @@ class Transcriber:
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], beam: int | None = None,
                  device: str | torch.device = "auto") -> "Transcriber":
-        """Load ``RUN_DIR`` (config.yaml, model.safetensors, model.json) of a ``ctc`` run onto
+        """Load ``RUN_DIR`` (config.yaml, model.safetensors) of a ``ctc`` run onto
         ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
 
         Raises:
-            ValueError: a bad device, a run of another task; FileNotFoundError: not a trained run.
+            ValueError: a bad device, a run of another task; ModelFileError (a ValueError): corrupt
+            or mismatched weights or metadata; FileNotFoundError: not a trained run.
         """
         from speechattn.tasks.ctc import build_ctc_model
 
         dev = resolve_device(device)
-        recipe, weights, info = load_run(run_dir, "ctc", "CTC transcription model")
-        tokenizer = tokenizer_from_dict(info["tokenizer"])
-        model = build_ctc_model(recipe, len(tokenizer))
-        model.load_state_dict(weights)
-        grid = FrameGrid(hop=float(info["grid"]["hop"]), offset=float(info["grid"]["offset"]))
+        run = load_run_model(run_dir, "ctc", "CTC transcription model", required=("tokenizer", "grid"))
+        recipe = run.recipe
+        with run.reading_info():
+            tokenizer = tokenizer_from_dict(run.info["tokenizer"])
+            grid = FrameGrid(hop=float(run.info["grid"]["hop"]), offset=float(run.info["grid"]["offset"]))
+        model = run.load_into(build_ctc_model(recipe, len(tokenizer)))
         return cls(recipe, model, tokenizer, grid, beam=recipe.decode.beam if beam is None else beam, device=dev)
 
     @contextlib.contextmanager

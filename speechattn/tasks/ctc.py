@@ -33,7 +33,7 @@ from speechattn.models.ctc import CTCModel
 from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
 from speechattn.paths import data_root as resolve_data_root
 from speechattn.text import CharTokenizer, Lexicon, PhoneTokenizer, Tokenizer, encode_corpus
-from speechattn.training.checkpoint import save_weights, write_json
+from speechattn.training.checkpoint import save_model
 from speechattn.training.distributed import rank_slice, rank_world
 from speechattn.training.trainer import TrainConfig
 
@@ -367,8 +367,9 @@ class CTCTask:
 
     def save_best(self, run_dir: Path, metrics: dict[str, float]) -> None:
         grid = ctc_grid(self.recipe)
-        save_weights(self.model, run_dir / "model.safetensors")
-        write_json(
+        # weights and metadata in one file, replaced at once (model.json: a readable copy)
+        save_model(
+            self.model,
             {
                 "task": "ctc",
                 "tokenizer": self.tokenizer.to_dict(),
@@ -378,7 +379,7 @@ class CTCTask:
                 "skipped_utterances": self.skipped,
                 "dev_metrics": metrics,
             },
-            run_dir / "model.json",
+            run_dir,
         )
 
 

@@ -40,7 +40,7 @@ from speechattn.nn.masks import frame_mask
 from speechattn.paths import data_root as resolve_data_root
 from speechattn.postprocess import PostprocessConfig, decode
 from speechattn.tasks.ctc import spec_augment_on
-from speechattn.training.checkpoint import save_weights, write_json
+from speechattn.training.checkpoint import save_model
 from speechattn.training.distributed import rank_slice, rank_world
 from speechattn.training.trainer import TrainConfig
 
@@ -345,8 +345,9 @@ class LabelTask:
         return counts.metrics()
 
     def save_best(self, run_dir: Path, metrics: dict[str, float]) -> None:
-        save_weights(self.model, run_dir / "model.safetensors")
-        write_json(
+        # weights and metadata in one file, replaced at once (model.json: a readable copy)
+        save_model(
+            self.model,
             {
                 "task": "frame_labels",
                 "classes": self.classes,
@@ -359,7 +360,7 @@ class LabelTask:
                 "dev_files": len(self.dev_items),
                 "dev_metrics": metrics,
             },
-            run_dir / "model.json",
+            run_dir,
         )
 
 

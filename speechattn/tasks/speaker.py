@@ -40,7 +40,7 @@ from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
 from speechattn.nn.losses import build_loss
 from speechattn.nn.masks import frame_mask
 from speechattn.paths import data_root as resolve_data_root
-from speechattn.training.checkpoint import save_weights, write_json
+from speechattn.training.checkpoint import save_model
 from speechattn.training.distributed import rank_world
 from speechattn.training.trainer import TrainConfig
 
@@ -421,8 +421,9 @@ class SpeakerTask:
         return metrics
 
     def save_best(self, run_dir: Path, metrics: dict[str, float]) -> None:
-        save_weights(self.embedder, run_dir / "model.safetensors")
-        write_json(
+        # weights and metadata in one file, replaced at once (model.json: a readable copy)
+        save_model(
+            self.embedder,
             {
                 "task": "speaker",
                 "embed_dim": int(self.embedder.embed_dim),
@@ -430,7 +431,7 @@ class SpeakerTask:
                 "train_speakers": self.speakers,
                 "dev_metrics": metrics,
             },
-            run_dir / "model.json",
+            run_dir,
         )
         if self.last_eval:
             plot_det(self.last_eval["scores"], self.last_eval["labels"], run_dir / "det.png",
