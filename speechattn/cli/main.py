@@ -3,7 +3,7 @@
     speechattn [-v] [--version] COMMAND ...
 
     speechattn data list [--root DIR]
-    speechattn data prepare NAME [--root DIR] [--from PATH] [--copy] [--force]
+    speechattn data prepare NAME [--root DIR] [--from PATH] [--copy] [--force] [--checksum ALGO:HEX | --no-verify]
     speechattn data shard DATA_REF OUT --recipe RECIPE [--shard-size N] [--root DIR]
     speechattn train RECIPE [--set KEY=VALUE ...] [--run-dir DIR] [--resume] [--data-root DIR]
 
@@ -242,12 +242,19 @@ def data_list(root: Path | None) -> None:
 )
 @click.option("--copy", is_flag=True, help="With --from a prepared folder: copy the files instead of linking them.")
 @click.option("--force", is_flag=True, help="Prepare again, replacing what is there (the source is never modified).")
-def data_prepare(name: str, root: Path | None, source: Path | None, copy: bool, force: bool) -> None:
+@click.option("--checksum", metavar="ALGO:HEX", default=None,
+              help="Expected checksum of the archive (sha256:HEX or md5:HEX, from a source you trust); "
+              "needed to download a corpus whose checksum is not pinned (speechocean762, fsdd).")
+@click.option("--no-verify", is_flag=True,
+              help="Accept the archive without checking it (its sha256 and md5 are logged, to pin).")
+def data_prepare(name: str, root: Path | None, source: Path | None, copy: bool, force: bool,
+                 checksum: str | None, no_verify: bool) -> None:
     """Download (or import with --from) corpus NAME into the data root.
 
     NAME is one of the corpora shown by `speechattn data list` (speechocean762, fsdd, noise).
-    Without --from the public original is downloaded (resumable; checksum-verified where
-    known), unpacked and converted. Preparing a corpus that is already there does nothing.
+    Without --from the public original is downloaded (resumable), checked against its
+    published checksum, unpacked and converted. A corpus without a pinned checksum needs
+    --checksum or --no-verify. Preparing a corpus that is already there does nothing.
     """
     from speechattn.data.corpora import get_corpus
     from speechattn.data.prepare import corpus_status, prepare_corpus
@@ -257,10 +264,14 @@ def data_prepare(name: str, root: Path | None, source: Path | None, copy: bool, 
         raise click.UsageError("--copy needs --from PATH (downloads are always unpacked)")
     corpus = get_corpus(name)  # unknown names fail here, with a suggestion
     base = data_root(root)
-    if source is None and (force or corpus_status(name, base).status not in ("prepared", "present")):
+    if checksum is not None and no_verify:
+        raise click.UsageError("--checksum and --no-verify contradict each other")
+    verifiable = no_verify or checksum is not None or corpus.checksum is not None  # else refused at once
+    if source is None and verifiable and (force or corpus_status(name, base).status not in ("prepared", "present")):
         size = f", {corpus.download_size}" if corpus.download_size else ""
         log.info("downloading %s from %s%s into %s", corpus.name, corpus.url, size, base)
-    target = prepare_corpus(name, root=base, source=source, copy=copy, force=force, progress=sys.stderr.isatty())
+    target = prepare_corpus(name, root=base, source=source, copy=copy, force=force, verify=not no_verify,
+                            checksum=checksum, progress=sys.stderr.isatty())
     status = corpus_status(name, base)
     how = f" ({status.method})" if status.method else ""
     click.echo(f"{status.name}: {status.status}{how} in {target}")

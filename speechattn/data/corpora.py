@@ -1,8 +1,9 @@
 """Registry of the public corpora speechattn uses, and converters to its layout.
 
-Each :class:`Corpus` names its original download (URL, archive name, SHA-256
-where known), the folder it occupies under the data root, a converter from the
-extracted original archive to the prepared layout, and a layout check.
+Each :class:`Corpus` names its original download (URL, archive name, and the
+published checksum where one could be verified), the folder it occupies under the
+data root, a converter from the extracted original archive to the prepared layout,
+and a layout check.
 
 Prepared layouts (what ``/work/shared/data`` holds, and what
 :func:`speechattn.data.prepare.prepare_corpus` produces):
@@ -59,8 +60,11 @@ class Corpus:
         folder: folder under the data root.
         url: the original public download.
         archive_name: file name the download is stored under.
-        sha256: SHA-256 of the archive, or None where it is not known (then the
-            download is not verified).
+        checksum: the archive's published checksum, ``"sha256:HEX"`` or ``"md5:HEX"``
+            (whichever the publisher gives), or None where no published value could be
+            verified: downloading it then needs a checksum from the user
+            (``--checksum``) or an explicit ``--no-verify``.
+        size: the archive's published size in bytes (checked with the checksum), or None.
         convert: ``convert(extracted_dir, dest_dir)`` builds the prepared layout
             in ``dest_dir`` from an extracted original archive, reading only.
         check: ``check(dir)`` lists what is missing from a prepared layout.
@@ -71,7 +75,7 @@ class Corpus:
     folder: str
     url: str
     archive_name: str
-    sha256: str | None
+    checksum: str | None
     description: str
     license: str
     homepage: str
@@ -79,6 +83,14 @@ class Corpus:
     convert: Callable[[Path, Path], None]
     check: Callable[[Path], list[str]]
     members: Callable[[str], bool] | None = None
+    size: int | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        """The published SHA-256 (hex), if the pinned checksum is one."""
+        if self.checksum is None or not self.checksum.lower().startswith("sha256:"):
+            return None
+        return self.checksum.split(":", 1)[1].lower()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -363,13 +375,17 @@ CORPORA: dict[str, Corpus] = {
         folder="speechocean762",
         url="https://www.openslr.org/resources/101/speechocean762.tar.gz",
         archive_name="speechocean762.tar.gz",
-        # Not known offline: OpenSLR publishes an md5 on https://www.openslr.org/101/ but no
-        # SHA-256. Fill this in from a verified download to have later downloads checked.
-        sha256=None,
+        # No published checksum could be found and verified offline: a download needs
+        # --checksum md5:HEX or sha256:HEX (e.g. from https://www.openslr.org/101/) or
+        # --no-verify. The size is the one the corpus's authors check in their Kaldi recipe
+        # (kaldi-asr/kaldi egs/gop_speechocean762/s5/local/download_and_untar.sh, ref_size),
+        # checked whenever the download is verified.
+        checksum=None,
+        size=520810923,
         description="read English by Mandarin L1 speakers, word transcripts (train 125 spk, dev 63 spk)",
         license="CC BY 4.0",
         homepage="https://www.openslr.org/101/",
-        download_size=None,
+        download_size="521 MB",
         convert=convert_speechocean762,
         check=check_speechocean762,
     ),
@@ -378,9 +394,10 @@ CORPORA: dict[str, Corpus] = {
         folder="fsdd",
         url="https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz",
         archive_name="free-spoken-digit-dataset-1.0.10.tar.gz",
-        # Not known offline, and GitHub-generated tag archives are not guaranteed to be
-        # byte-stable, so no checksum is enforced.
-        sha256=None,
+        # No published checksum for v1.0.10 (TensorFlow Datasets pins only v1.0.9, which has
+        # 5 speakers, not 6), and GitHub-generated tag archives are not guaranteed to be
+        # byte-stable: a download needs --checksum sha256:HEX or --no-verify.
+        checksum=None,
         description="Free Spoken Digit Dataset: digits 0-9, 6 speakers, 3000 files, 8 kHz",
         license="CC BY-SA 4.0",
         homepage="https://github.com/Jakobovski/free-spoken-digit-dataset",
@@ -394,8 +411,11 @@ CORPORA: dict[str, Corpus] = {
         folder="noise",
         url="http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz",
         archive_name="speech_commands_v0.02.tar.gz",
-        # As published by torchaudio (datasets/speechcommands.py) and TensorFlow Datasets.
-        sha256="af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58",
+        # As published by torchaudio (torchaudio/datasets/speechcommands.py, _CHECKSUMS) and
+        # TensorFlow Datasets (tensorflow_datasets/url_checksums/speech_commands.txt: size and
+        # sha256).
+        checksum="sha256:af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58",
+        size=2428923189,
         description="Speech Commands v0.02 background noise (6 recordings), as FLAC",
         license="CC BY 4.0",
         homepage="https://arxiv.org/abs/1804.03209",

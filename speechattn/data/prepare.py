@@ -15,8 +15,15 @@ The functions here back the CLI commands (written in ``speechattn.cli``)::
   a local folder holding an *extracted original* archive is converted;
 * ``source`` is a local archive: it is extracted and converted;
 * ``source`` is None: the original archive is downloaded from the registry URL
-  (resumable, checksum-verified where the checksum is known), then extracted
-  and converted.
+  (resumable), checked against its published checksum (and size), then extracted
+  and converted. A corpus without a pinned checksum is not downloaded unless the
+  caller gives one (``checksum="sha256:HEX"`` / ``"md5:HEX"``, ``--checksum``) or
+  explicitly accepts an unverified download (``verify=False``, ``--no-verify``).
+
+Downloads go to ``<archive>.part`` (resumed with HTTP Range requests) and are
+renamed to the archive's name only once complete and verified; a download that
+fails verification is deleted, with a one-line :class:`ChecksumError` naming the
+file and both digests.
 
 The corpus is built in a staging folder and renamed into place, with a
 ``.prepared`` marker (JSON: how and from where), so a finished corpus is never
@@ -57,8 +64,10 @@ __all__ = [
     "corpus_status",
     "download",
     "extract",
+    "file_digest",
     "format_corpus_list",
     "list_corpora",
+    "parse_checksum",
     "prepare_corpus",
     "read_marker",
     "sha256_file",
@@ -76,7 +85,8 @@ class DownloadError(PrepareError):
 
 
 class ChecksumError(DownloadError):
-    """A downloaded or local archive does not have the expected SHA-256."""
+    """A downloaded or local archive does not have the expected checksum or size, or no
+    checksum is known for a download that must be verified."""
 
 
 class _IncompleteDownload(DownloadError):
@@ -89,21 +99,60 @@ class UnsafeArchiveError(PrepareError):
 
 # --------------------------------------------------------------------------- download
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
+#: Checksum algorithms accepted in ``"ALGO:HEX"`` strings, with their hex digest lengths.
+_ALGORITHMS = {"sha256": 64, "md5": 32}
+
+
+def parse_checksum(text: str) -> tuple[str, str]:
+    """``"sha256:HEX"`` or ``"md5:HEX"`` (a bare hex digest: by its length) -> (algorithm, hex).
+
+    Raises:
+        PrepareError: anything else.
+    """
+    algo, sep, digest = text.strip().partition(":")
+    if not sep:
+        algo, digest = next((a for a, n in _ALGORITHMS.items() if len(text.strip()) == n), ""), text.strip()
+    algo, digest = algo.lower(), digest.lower()
+    if algo not in _ALGORITHMS or len(digest) != _ALGORITHMS[algo] or any(c not in "0123456789abcdef" for c in digest):
+        raise PrepareError(f"bad checksum {text!r}: expected sha256:<64 hex digits> or md5:<32 hex digits>")
+    return algo, digest
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest of a file (``sha256`` or ``md5``)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def _verify(path: Path, sha256: str, url: str) -> None:
-    actual = sha256_file(path)
-    if actual.lower() != sha256.lower():
-        path.unlink(missing_ok=True)
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file."""
+    return file_digest(path, "sha256")
+
+
+def _mismatch(path: Path, checksum: str | None, size: int | None) -> str | None:
+    """Why ``path`` is not the expected file (None: it is)."""
+    if size is not None:
+        actual_size = path.stat().st_size
+        if actual_size != size:
+            return f"expected {size} bytes, got {actual_size}"
+    if checksum is not None:
+        algo, expected = parse_checksum(checksum)
+        actual = file_digest(path, algo)
+        if actual != expected:
+            return f"expected {algo} {expected}, got {actual}"
+    return None
+
+
+def _verify(part: Path, target: Path, url: str, checksum: str | None, size: int | None) -> None:
+    """Check the finished download ``part`` (to become ``target``); delete it if it is wrong."""
+    problem = _mismatch(part, checksum, size)
+    if problem is not None:
+        part.unlink(missing_ok=True)
         raise ChecksumError(
-            f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; deleted {path.name}, "
+            f"checksum mismatch for {target} downloaded from {url}: {problem}; deleted the download, "
             "run again to download it anew"
         )
 
@@ -174,6 +223,8 @@ def download(
     sha256: str | None = None,
     progress: bool = True,
     *,
+    checksum: str | None = None,
+    size: int | None = None,
     retries: int = 3,
     timeout: float = 60.0,
 ) -> Path:
@@ -181,25 +232,35 @@ def download(
 
     The data goes to ``<dest>.part`` first, which a later call resumes with an
     HTTP Range request (interrupted transfers are also retried ``retries``
-    times); the file is renamed to ``dest`` only when complete and, if
-    ``sha256`` is given, verified. A file that fails verification is deleted
-    and :class:`ChecksumError` raised. If ``dest`` is an existing folder the
-    file is named after the URL. An existing ``dest`` is reused (after
-    verification when ``sha256`` is given).
+    times); the file is renamed to ``dest`` only when complete and verified
+    against ``checksum`` (``"sha256:HEX"`` or ``"md5:HEX"``; ``sha256=HEX`` is
+    short for ``checksum="sha256:HEX"``) and ``size`` (bytes), those given. A
+    file that fails verification is deleted and :class:`ChecksumError` raised
+    (one line: the file, the URL, both digests). If ``dest`` is an existing
+    folder the file is named after the URL. An existing ``dest`` is reused
+    (after verification when a checksum or size is given).
     """
+    if sha256 is not None:
+        if checksum is not None:
+            raise ValueError("give sha256 or checksum, not both")
+        checksum = f"sha256:{sha256}"
+    if checksum is not None:
+        parse_checksum(checksum)  # a malformed value fails before any transfer
     target = Path(dest)
     if target.is_dir():
         name = PurePosixPath(urllib.parse.urlparse(url).path).name or "download"
         target = target / name
     if target.is_file():
-        if sha256 is None:
+        problem = _mismatch(target, checksum, size)
+        if problem is None:
             return target
-        if sha256_file(target).lower() == sha256.lower():
-            return target
-        log.warning("%s does not match its checksum; downloading it again", target)
+        log.warning("%s is not the expected file (%s); downloading it again", target, problem)
         target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
+    if size is not None and part.is_file() and part.stat().st_size > size:
+        log.warning("%s is larger than the published size; starting over", part)
+        part.unlink()
 
     for attempt in range(retries + 1):
         try:
@@ -216,8 +277,7 @@ def download(
                 raise DownloadError(f"cannot download {url}: {getattr(exc, 'reason', exc)}") from exc
             log.warning("download of %s interrupted (%s); resuming (%d/%d)", url, exc, attempt + 1, retries)
         time.sleep(min(2.0**attempt, 10.0) * 0.1)
-    if sha256 is not None:
-        _verify(part, sha256, url)
+    _verify(part, target, url, checksum, size)
     os.replace(part, target)
     return target
 
@@ -368,6 +428,19 @@ def format_corpus_list(rows: list[CorpusStatus]) -> str:
 
 # --------------------------------------------------------------------------- prepare
 
+def _digests(archive: Path, verified: str | None) -> dict[str, Any]:
+    """What the marker records of an archive: its SHA-256 (and MD5 when unverified, to pin),
+    and the checksum it was verified against (None: not verified)."""
+    out: dict[str, Any] = {"verified_checksum": verified}
+    if verified is not None and verified.startswith("sha256:"):
+        out["sha256"] = verified.split(":", 1)[1]
+    else:
+        out["sha256"] = sha256_file(archive)
+    if verified is None:
+        out["md5"] = file_digest(archive, "md5")
+    return out
+
+
 def _remove(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink()
@@ -412,6 +485,7 @@ def prepare_corpus(
     copy: bool = False,
     force: bool = False,
     verify: bool = True,
+    checksum: str | None = None,
     progress: bool = True,
 ) -> Path:
     """Make corpus ``name`` available as ``<root>/<folder>`` and return that path.
@@ -426,12 +500,20 @@ def prepare_corpus(
             prepared by speechattn (the source is never modified). Without
             it, a folder that is prepared, or has the complete layout, is
             returned as is.
-        verify: check a local archive against the registry checksum (when known).
+        verify: check the archive (downloaded, or a local ``source``) against
+            its checksum: ``checksum``, else the registry's, and the published
+            size. A download with neither checksum is refused (before any
+            transfer) unless ``verify=False``, which accepts it unchecked (its
+            SHA-256 and MD5 are then logged and recorded in the marker, to pin).
+        checksum: ``"sha256:HEX"`` or ``"md5:HEX"`` of the archive, from a
+            source the caller trusts; used instead of the registry's.
         progress: show a progress bar while downloading.
 
     Raises:
         PrepareError: unknown corpus, unusable source, target in the way, or a
-            failed download/extraction/conversion (nothing is left half-done).
+            failed download/extraction/conversion (nothing is left half-done);
+            :class:`ChecksumError` (a PrepareError): no checksum to verify a
+            download with, or an archive that does not match it.
     """
     corpus = get_corpus(name)
     base = data_root(root)
@@ -444,7 +526,17 @@ def prepare_corpus(
             log.info("%s is already present in %s (not prepared by speechattn; left as is)", corpus.name, target)
             return target
 
+    if checksum is not None:
+        algo, digest = parse_checksum(checksum)
+        checksum = f"{algo}:{digest}"
+    expected = checksum if checksum is not None else corpus.checksum
     src = None if source is None else Path(source).expanduser()
+    if src is None and verify and expected is None:
+        raise ChecksumError(
+            f"{corpus.name}: no published checksum is pinned for {corpus.url}, so the download cannot be "
+            "verified; pass --checksum sha256:HEX (or md5:HEX) from a source you trust, or --no-verify to "
+            "accept it unchecked"
+        )
     if src is not None:
         if not src.exists():
             raise PrepareError(f"{src}: no such file or directory")
@@ -464,9 +556,13 @@ def prepare_corpus(
     try:
         if src is None:
             archive = download(
-                corpus.url, base / ".downloads" / corpus.archive_name, sha256=corpus.sha256, progress=progress
+                corpus.url, base / ".downloads" / corpus.archive_name, progress=progress,
+                checksum=expected if verify else None, size=corpus.size if verify else None,
             )
-            info.update(method="download", source=str(archive), sha256=corpus.sha256 or sha256_file(archive))
+            info.update(method="download", source=str(archive), **_digests(archive, expected if verify else None))
+            if not verify:
+                log.warning("%s: accepted without verification (--no-verify): sha256 %s, md5 %s", archive,
+                            info["sha256"], info["md5"])
             _from_archive(corpus, archive, staging, base)
         elif src.is_dir():
             problems = corpus.check(src)
@@ -484,14 +580,15 @@ def prepare_corpus(
                     ) from exc
                 info.update(method="convert", source=str(src.absolute()))
         else:
-            digest = sha256_file(src)
-            if verify and corpus.sha256 is not None and digest != corpus.sha256.lower():
+            problem = _mismatch(src, expected, corpus.size) if verify and expected is not None else None
+            if problem is not None:
                 raise ChecksumError(
-                    f"{src}: sha256 {digest} does not match the {corpus.name} release ({corpus.sha256}); "
-                    "use verify=False to use it anyway"
+                    f"checksum mismatch for {src}: not the {corpus.name} release ({problem}); "
+                    "pass --no-verify to use it anyway"
                 )
             _from_archive(corpus, src, staging, base)
-            info.update(method="archive", source=str(src.absolute()), sha256=digest)
+            info.update(method="archive", source=str(src.absolute()),
+                        **_digests(src, expected if verify else None))
         problems = corpus.check(staging)
         if problems:
             raise PrepareError(f"{corpus.name}: the prepared folder is incomplete: {'; '.join(problems)}")

@@ -197,7 +197,16 @@ def test_data_prepare_download_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
         raise prepare.DownloadError(f"cannot download {url}: [Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(prepare, "download", offline)
-    result = run("data", "prepare", "fsdd", "--root", str(tmp_path))
+    unpinned = run("data", "prepare", "fsdd", "--root", str(tmp_path))  # fsdd has no pinned checksum
+    assert unpinned.exit_code == 2 and len(error_lines(unpinned)) == 1
+    assert "no published checksum is pinned" in unpinned.stderr and "downloading" not in unpinned.stderr
+    both = run("data", "prepare", "fsdd", "--root", str(tmp_path), "--no-verify", "--checksum", "md5:" + "0" * 32)
+    assert both.exit_code == 2 and "contradict" in both.stderr
+    bad = run("data", "prepare", "fsdd", "--root", str(tmp_path), "--checksum", "md5:xyz")
+    assert bad.exit_code == 2 and error_lines(bad) == [
+        "speechattn: error: bad checksum 'md5:xyz': expected sha256:<64 hex digits> or md5:<32 hex digits>"]
+
+    result = run("data", "prepare", "fsdd", "--root", str(tmp_path), "--no-verify")
     assert result.exit_code == 2
     lines = error_lines(result)
     assert len(lines) == 1 and lines[0].startswith("speechattn: error: cannot download https://")
@@ -205,7 +214,7 @@ def test_data_prepare_download_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "downloading fsdd from https://" in result.stderr  # said before the (long) download
     assert not (tmp_path / "fsdd").exists()
 
-    verbose = CliRunner().invoke(main, ["-v", "data", "prepare", "fsdd", "--root", str(tmp_path)])
+    verbose = CliRunner().invoke(main, ["-v", "data", "prepare", "fsdd", "--root", str(tmp_path), "--no-verify"])
     assert verbose.exit_code == 2
     assert "Traceback (most recent call last)" in verbose.stderr
     assert len(error_lines(verbose)) == 1

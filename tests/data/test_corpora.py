@@ -82,10 +82,14 @@ def test_registry_entries() -> None:
     assert set(CORPORA) == {"speechocean762", "fsdd", "noise"}
     so = CORPORA["speechocean762"]
     assert so.url == "https://www.openslr.org/resources/101/speechocean762.tar.gz"
-    assert so.sha256 is None  # not known offline
+    assert so.checksum is None and so.sha256 is None  # no published checksum found: --checksum or --no-verify
+    assert so.size == 520810923  # the size the corpus's Kaldi recipe checks
+    assert CORPORA["fsdd"].checksum is None
     assert CORPORA["fsdd"].url.endswith("free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz")
     assert CORPORA["noise"].url == "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
-    assert CORPORA["noise"].sha256 and len(CORPORA["noise"].sha256) == 64
+    assert CORPORA["noise"].checksum == "sha256:af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
+    assert CORPORA["noise"].sha256 == CORPORA["noise"].checksum.split(":")[1]  # type: ignore[union-attr]
+    assert CORPORA["noise"].size == 2428923189
     assert CORPORA["noise"].members is not None
     assert CORPORA["noise"].members("./_background_noise_/white_noise.wav")
     assert not CORPORA["noise"].members("./yes/0a7c2a8d_nohash_0.wav")

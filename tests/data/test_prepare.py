@@ -31,6 +31,7 @@ from speechattn.data.prepare import (
     extract,
     format_corpus_list,
     list_corpora,
+    parse_checksum,
     prepare_corpus,
     read_marker,
 )
@@ -157,11 +158,70 @@ def test_download_with_checksum(server: _Server, tmp_path: Path) -> None:
 
 
 def test_download_checksum_mismatch_deletes_file(server: _Server, tmp_path: Path) -> None:
-    server.files["/a.bin"] = b"hello world" * 100
+    payload = b"hello world" * 100
+    server.files["/a.bin"] = payload
     dest = tmp_path / "a.bin"
-    with pytest.raises(ChecksumError, match=r"checksum mismatch for http://127\.0\.0\.1:\d+/a\.bin: expected sha256 0{64}"):
+    with pytest.raises(ChecksumError) as exc:
         download(server.url("/a.bin"), dest, sha256="0" * 64, progress=False)
-    assert not dest.exists() and not (tmp_path / "a.bin.part").exists()
+    text = str(exc.value)
+    assert "\n" not in text
+    assert text.startswith(f"checksum mismatch for {dest} downloaded from {server.url('/a.bin')}: ")
+    assert f"expected sha256 {'0' * 64}, got {sha256(payload)}" in text  # both digests
+    assert not dest.exists() and not (tmp_path / "a.bin.part").exists()  # nothing left as if complete
+
+
+@pytest.mark.parametrize("algo", ["sha256", "md5"])
+def test_download_good_and_bad_checksums_of_both_kinds(server: _Server, tmp_path: Path, algo: str) -> None:
+    payload = os.urandom(20_000)
+    server.files["/c.tar.gz"] = payload
+    good = f"{algo}:{hashlib.new(algo, payload).hexdigest()}"
+    out = download(server.url("/c.tar.gz"), tmp_path / "ok" / "c.tar.gz", checksum=good, size=len(payload),
+                   progress=False)
+    assert out.read_bytes() == payload and not (tmp_path / "ok" / "c.tar.gz.part").exists()
+    bad = f"{algo}:{'a' * len(good.split(':')[1])}"
+    dest = tmp_path / "bad" / "c.tar.gz"
+    with pytest.raises(ChecksumError) as exc:
+        download(server.url("/c.tar.gz"), dest, checksum=bad, progress=False)
+    text = str(exc.value)
+    assert "\n" not in text and str(dest) in text
+    assert f"expected {bad.replace(':', ' ')}, got {good.split(':')[1]}" in text
+    assert not dest.exists() and not dest.with_name("c.tar.gz.part").exists()
+    # the published size is checked too
+    with pytest.raises(ChecksumError, match=f"expected {len(payload) + 1} bytes, got {len(payload)}"):
+        download(server.url("/c.tar.gz"), dest, checksum=good, size=len(payload) + 1, progress=False)
+    assert not dest.exists() and not dest.with_name("c.tar.gz.part").exists()
+
+
+def test_a_wrong_existing_file_is_downloaded_again(server: _Server, tmp_path: Path) -> None:
+    payload = os.urandom(10_000)
+    server.files["/d.bin"] = payload
+    dest = tmp_path / "d.bin"
+    dest.write_bytes(b"stale" * 10)
+    assert download(server.url("/d.bin"), dest, checksum=f"md5:{hashlib.md5(payload).hexdigest()}",
+                    progress=False).read_bytes() == payload
+
+
+def test_a_part_larger_than_the_published_size_starts_over(server: _Server, tmp_path: Path) -> None:
+    payload = os.urandom(10_000)
+    server.files["/e.bin"] = payload
+    (tmp_path / "e.bin.part").write_bytes(os.urandom(20_000))
+    download(server.url("/e.bin"), tmp_path / "e.bin", sha256=sha256(payload), size=len(payload), progress=False)
+    assert (tmp_path / "e.bin").read_bytes() == payload
+    assert server.requests == [("/e.bin", None)]
+
+
+def test_parse_checksum() -> None:
+    assert parse_checksum("SHA256:" + "AB" * 32) == ("sha256", "ab" * 32)
+    assert parse_checksum("md5:" + "0" * 32) == ("md5", "0" * 32)
+    assert parse_checksum("f" * 64) == ("sha256", "f" * 64)  # bare: by length
+    assert parse_checksum("f" * 32) == ("md5", "f" * 32)
+    for bad in ("sha1:" + "0" * 40, "md5:" + "0" * 31, "sha256:" + "g" * 64, "nonsense"):
+        with pytest.raises(PrepareError, match="bad checksum"):
+            parse_checksum(bad)
+    dest = Path("/nonexistent/x")
+    with pytest.raises(PrepareError, match="bad checksum"):  # before any transfer or folder
+        download("http://127.0.0.1:9/x", dest, checksum="md5:xyz")
+    assert not dest.parent.exists()
 
 
 def test_download_resumes_partial_file(server: _Server, tmp_path: Path) -> None:
@@ -262,7 +322,8 @@ def fsdd_server(server: _Server, monkeypatch: pytest.MonkeyPatch) -> _Server:
     """The loopback server holding an FSDD-like archive, registered as the fsdd URL."""
     archive = fsdd_like_archive()
     server.files["/fsdd-v1.0.10.tar.gz"] = archive
-    entry = dataclasses.replace(corpora.CORPORA["fsdd"], url=server.url("/fsdd-v1.0.10.tar.gz"), sha256=sha256(archive))
+    entry = dataclasses.replace(corpora.CORPORA["fsdd"], url=server.url("/fsdd-v1.0.10.tar.gz"),
+                                checksum=f"sha256:{sha256(archive)}", size=len(archive))
     monkeypatch.setitem(corpora.CORPORA, "fsdd", entry)
     return server
 
@@ -277,6 +338,7 @@ def test_prepare_corpus_download_end_to_end(fsdd_server: _Server, tmp_path: Path
     assert not (target / "README.md").exists()  # only recordings/ is kept
     marker = read_marker(target)
     assert marker is not None and marker["method"] == "download" and marker["corpus"] == "fsdd"
+    assert marker["verified_checksum"] == f"sha256:{marker['sha256']}"
     assert (root / ".downloads" / "free-spoken-digit-dataset-1.0.10.tar.gz").is_file()  # kept for reuse
     assert sorted(p.name for p in root.iterdir()) == [".downloads", "fsdd"]  # no staging left behind
     status = corpus_status("fsdd", root)
@@ -291,12 +353,38 @@ def test_prepare_corpus_download_end_to_end(fsdd_server: _Server, tmp_path: Path
 
 
 def test_prepare_corpus_download_checksum_error(fsdd_server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bad = dataclasses.replace(corpora.CORPORA["fsdd"], sha256="f" * 64)
+    bad = dataclasses.replace(corpora.CORPORA["fsdd"], checksum="sha256:" + "f" * 64)
     monkeypatch.setitem(corpora.CORPORA, "fsdd", bad)
     with pytest.raises(ChecksumError, match="checksum mismatch"):
         prepare_corpus("fsdd", root=tmp_path, progress=False)
     assert not (tmp_path / "fsdd").exists()
     assert not (tmp_path / ".downloads" / "free-spoken-digit-dataset-1.0.10.tar.gz").exists()
+    assert not (tmp_path / ".downloads" / "free-spoken-digit-dataset-1.0.10.tar.gz.part").exists()
+
+
+def test_a_download_without_a_pinned_checksum_needs_one_or_no_verify(
+    fsdd_server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = fsdd_server.files["/fsdd-v1.0.10.tar.gz"]
+    unpinned = dataclasses.replace(corpora.CORPORA["fsdd"], checksum=None, size=None)
+    monkeypatch.setitem(corpora.CORPORA, "fsdd", unpinned)
+    with pytest.raises(ChecksumError, match="no published checksum is pinned .*--checksum .*--no-verify") as exc:
+        prepare_corpus("fsdd", root=tmp_path / "a", progress=False)
+    assert "\n" not in str(exc.value)
+    assert fsdd_server.requests == [] and not (tmp_path / "a" / "fsdd").exists()  # refused before any transfer
+    # a wrong checksum from the user: rejected, nothing kept
+    with pytest.raises(ChecksumError, match="expected md5 0{32}, got "):
+        prepare_corpus("fsdd", root=tmp_path / "b", progress=False, checksum="md5:" + "0" * 32)
+    assert not (tmp_path / "b" / "fsdd").exists() and not list((tmp_path / "b" / ".downloads").iterdir())
+    # the right one (md5, as OpenSLR publishes): accepted
+    md5 = hashlib.md5(archive).hexdigest()
+    target = prepare_corpus("fsdd", root=tmp_path / "c", progress=False, checksum=f"md5:{md5}")
+    assert read_marker(target)["verified_checksum"] == f"md5:{md5}"  # type: ignore[index]
+    # --no-verify: accepted unchecked, digests recorded to pin
+    target = prepare_corpus("fsdd", root=tmp_path / "d", progress=False, verify=False)
+    marker = read_marker(target)
+    assert marker["verified_checksum"] is None and marker["sha256"] == sha256(archive)  # type: ignore[index]
+    assert marker["md5"] == md5  # type: ignore[index]
 
 
 def test_prepare_corpus_from_local_archive(tmp_path: Path) -> None:
@@ -310,7 +398,7 @@ def test_prepare_corpus_from_local_archive(tmp_path: Path) -> None:
             }
         )
     )
-    with pytest.raises(ChecksumError, match="does not match the noise release"):
+    with pytest.raises(ChecksumError, match=f"checksum mismatch for {archive}: not the noise release .*got"):
         prepare_corpus("noise", root=tmp_path / "data", source=archive)
     target = prepare_corpus("noise", root=tmp_path / "data", source=archive, verify=False)
     assert sorted(p.name for p in target.iterdir()) == [MARKER, "white_noise.flac"]
