@@ -2,8 +2,10 @@
 
 Training reads every utterance many times; decoding Ogg and computing filterbanks once and
 keeping the features in memory (and on disk, for the next run) makes an epoch cost only the
-model. The cache key covers the file list (resolved paths, sizes, modification times) and the
-feature configuration, so a changed file or setting is never served stale. Unreadable files are
+model. The cache key covers the file list (resolved paths, sizes, modification times), the
+feature configuration and the code that computes the features (the versions of speechattn,
+torch, torchaudio and libsndfile, and the source of :mod:`speechattn.audio`), so a changed
+file, setting, upgrade or frontend edit is never served stale features. Unreadable files are
 reported and skipped; the rest goes on. Reading an entry marks it used (its modification time),
 and :func:`clear_cache` (``speechattn cache clear --unused-for DAYS``) deletes the stale ones.
 """
@@ -11,6 +13,7 @@ and :func:`clear_cache` (``speechattn cache clear --unused-for DAYS``) deletes t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -29,7 +32,7 @@ from speechattn.data.manifest import Manifest
 from speechattn.training.checkpoint import atomic_write
 
 __all__ = ["FeatureSet", "extract_features", "perturbed_features", "cache_dir", "features_dir", "CacheEntry",
-           "cache_entries", "clear_cache"]
+           "cache_entries", "clear_cache", "frontend_versions"]
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,37 @@ class FeatureSet:
         return sum(f.shape[0] for f in self.feats)
 
 
+@functools.lru_cache(maxsize=1)
+def _frontend_source_digest() -> str:
+    """SHA-1 of the source of :mod:`speechattn.audio` (decoding, resampling, features, CMVN):
+    an edit there, even without a version bump, gets new cache entries."""
+    import speechattn.audio as audio
+
+    h = hashlib.sha1()
+    for path in sorted(Path(audio.__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def frontend_versions() -> dict[str, str]:
+    """What the features depend on besides their inputs and configuration: the versions of
+    speechattn, torch, torchaudio and libsndfile (decoding), and the frontend's source digest."""
+    import soundfile
+
+    import speechattn
+
+    return {
+        "speechattn": str(speechattn.__version__),
+        "torch": str(torch.__version__),
+        "torchaudio": str(torchaudio.__version__),
+        "libsndfile": str(getattr(soundfile, "__libsndfile_version__", "unknown")),
+        "frontend_source": _frontend_source_digest(),
+    }
+
+
 def _key(manifest: Manifest, extractor: FeatureExtractor, speed: float) -> str:
     h = hashlib.sha1()
+    h.update(json.dumps(frontend_versions(), sort_keys=True).encode())
     h.update(json.dumps(dataclasses.asdict(extractor.config), sort_keys=True).encode())
     h.update(f"speed={speed:g}".encode())
     for utt in manifest:

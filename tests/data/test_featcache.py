@@ -98,6 +98,33 @@ def test_settings_and_speed_get_their_own_entries(cache, manifest):
     assert len(_entries(cache)) == 3
 
 
+@pytest.mark.parametrize(("module", "attr"), [("speechattn", "__version__"), ("torchaudio", "__version__"),
+                                              ("torch", "__version__"), ("soundfile", "__libsndfile_version__")])
+def test_an_upgrade_gets_new_entries(cache, manifest, monkeypatch, module, attr):
+    """A new speechattn, torch, torchaudio or libsndfile may compute other features: never served stale."""
+    import importlib
+
+    extractor = FeatureExtractor(num_mel_bins=40)
+    key = featcache._key(manifest, extractor, 1.0)
+    assert featcache._key(manifest, extractor, 1.0) == key  # stable
+    extract_features(manifest, extractor, progress=False)
+    monkeypatch.setattr(importlib.import_module(module), attr, "999.0.0-upgraded")
+    assert featcache._key(manifest, extractor, 1.0) != key
+    extract_features(manifest, extractor, progress=False)
+    assert len(_entries(cache)) == 2  # extracted again, under the new key
+    monkeypatch.undo()
+    assert featcache._key(manifest, extractor, 1.0) == key
+
+
+def test_a_frontend_edit_gets_new_entries(cache, manifest, monkeypatch):
+    extractor = FeatureExtractor(num_mel_bins=40)
+    key = featcache._key(manifest, extractor, 1.0)
+    versions = featcache.frontend_versions()
+    assert set(versions) == {"speechattn", "torch", "torchaudio", "libsndfile", "frontend_source"}
+    monkeypatch.setattr(featcache, "_frontend_source_digest", lambda: "edited")
+    assert featcache._key(manifest, extractor, 1.0) != key
+
+
 def test_a_corrupt_entry_is_rebuilt(cache, manifest, caplog):
     extractor = FeatureExtractor(num_mel_bins=40)
     good = extract_features(manifest, extractor, progress=False)
