@@ -99,7 +99,9 @@ def save_model(module_or_state: torch.nn.Module | Mapping[str, torch.Tensor], in
     run_dir = Path(run_dir)
     state = module_or_state.state_dict() if isinstance(module_or_state, torch.nn.Module) else module_or_state
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    metadata = {"format": "pt", _INFO_KEY: json.dumps(info, sort_keys=False)}
+    # One header key only: safetensors writes the header's metadata in hash-map order, so with
+    # several keys the same model would give different bytes from one process to the next.
+    metadata = {_INFO_KEY: json.dumps(info, sort_keys=False)}
     path = atomic_write(run_dir / MODEL_FILE, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     write_json(info, run_dir / MODEL_INFO_FILE)
     return path

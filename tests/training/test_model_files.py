@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,19 @@ def test_save_model_puts_the_metadata_in_the_safetensors_header(legacy_runs, tmp
     assert meta == info and source == run_dir / "model.safetensors"
     assert all(torch.equal(loaded[k], weights[k]) for k in weights)
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_same_model_gives_the_same_bytes(legacy_runs, tmp_path):
+    """Reproducible artifacts: the header holds one metadata key (safetensors writes several in
+    hash-map order, different from one process to the next)."""
+    script = (
+        "import sys, json, torch; from speechattn.training.checkpoint import save_model; "
+        "torch.manual_seed(0); save_model({'w': torch.randn(4, 3), 'b': torch.zeros(3)}, "
+        "{'task': 'speaker', 'threshold': 0.5, 'dev_metrics': {'eer': 1.0}}, sys.argv[1])"
+    )
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / name)], check=True)
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
 @pytest.mark.parametrize("task", TASKS)
