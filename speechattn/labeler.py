@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from speechattn.audio import FeatureExtractor, audio_info
+from speechattn.audio import FeatureExtractor, audio_info, resample
 from speechattn.data.labels import FrameGrid, Segment
 from speechattn.device import autocast, resolve_device
 from speechattn.inference import prepare_inference, stream_file_outputs
@@ -153,9 +153,7 @@ class Labeler:
         if waveform.dim() != 1:
             raise ValueError(f"expected a mono (samples,) waveform, got shape {tuple(waveform.shape)}")
         if sample_rate != self.sample_rate:
-            import torchaudio
-
-            waveform = torchaudio.functional.resample(waveform, sample_rate, self.sample_rate)
+            waveform = resample(waveform, sample_rate, self.sample_rate)
         with self._precision():
             feats, frames = self.extractor(waveform.float()[None])
             logits, out_lengths = self.model(feats.to(self.device), frames.to(self.device))
@@ -248,8 +246,11 @@ def plot_labels(
     axes[-1].set_xlim(0.0, max(result.duration, 1e-3))
     fig.suptitle(title or (Path(result.path).name if result.path else "labels"), fontsize=10)
     fig.tight_layout()
+    from speechattn.outputs import write_output
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
+    try:  # atomically: an error mid-write leaves no half-written PNG
+        write_output(out, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    finally:
+        plt.close(fig)
     return out

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from speechattn.audio import FeatureExtractor
+from speechattn.audio import FeatureExtractor, resample
 from speechattn.data.labels import FrameGrid
 from speechattn.decoding.ctc import CTCHypothesis, greedy_decode, prefix_beam_search, spans_to_times
 from speechattn.device import autocast, resolve_device
@@ -180,9 +180,7 @@ class Transcriber:
         if waveform.dim() != 1:
             raise ValueError(f"expected a mono (samples,) waveform, got shape {tuple(waveform.shape)}")
         if sample_rate != self.sample_rate:
-            import torchaudio
-
-            waveform = torchaudio.functional.resample(waveform, sample_rate, self.sample_rate)
+            waveform = resample(waveform, sample_rate, self.sample_rate)
         with self.precision():
             feats, frames = self.extractor(waveform.float()[None])
             if int(frames[0]) == 0:

@@ -12,8 +12,10 @@ the whole file in memory.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -56,15 +58,26 @@ def _one_line(err: BaseException) -> str:
 def _check_path(path: PathLike) -> Path:
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            try:
+                os.stat(p)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise AudioError(f"{p}: symbolic link loop") from None
+            raise AudioError(f"{p}: broken symbolic link (its target {os.readlink(p)} does not exist)")
         raise AudioError(f"{p}: file not found")
     if p.is_dir():
         raise AudioError(f"{p}: is a directory, not an audio file")
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except OSError as err:  # pragma: no cover - permission races etc.
         raise AudioError(f"{p}: cannot access file ({_one_line(err)})") from err
-    if size == 0:
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISFIFO(st.st_mode):
+        raise AudioError(f"{p}: not a regular file")
+    if st.st_size == 0:
         raise AudioError(f"{p}: empty file (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise AudioError(f"{p}: permission denied")
     return p
 
 

@@ -4,7 +4,7 @@ Inputs are audio files, folders (searched recursively) or list files, of any len
 is streamed block by block through the features and the streaming encoder, so memory stays
 bounded (the per-frame token log-probs are kept: ~15 MB per hour). A file that cannot be read
 is reported on stderr with its reason and the others go on; the exit status is 1 when any
-failed. Results already written stay written.
+failed. Results already written stay written; each output file is written atomically.
 
 Formats: ``text`` (``FILE<TAB>text`` lines on stdout, or NAME.txt), ``json`` (one record per
 file: text, score, tokens and, for character models, words, each with start/end seconds) and
@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from speechattn.cli.inputs import device_option, run_per_file
+from speechattn.cli.inputs import device_option, run_per_file, threads_option
 
 __all__ = ["transcribe", "FORMATS", "format_transcript"]
 
@@ -59,10 +59,12 @@ def format_transcript(fmt: str, name: str, path: Path, result: Any, to_file: boo
               help="Prefix beam search with this beam (1: greedy); default: the recipe's decode.beam.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @device_option
+@threads_option
 @click.pass_context
 def transcribe(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str,
                beam: int | None, progress: bool | None, device: Any) -> None:
     """Transcribe audio files."""
+    from speechattn.outputs import write_text_output
     from speechattn.transcriber import Transcriber
 
     model = Transcriber.from_run(run_dir, beam=beam, device=device)
@@ -73,8 +75,7 @@ def transcribe(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_d
             stdout.write(format_transcript(fmt, name, path, result, to_file=False))
             stdout.flush()
         else:
-            (out_dir / f"{name}{FORMATS[fmt]}").write_text(format_transcript(fmt, name, path, result, to_file=True),
-                                                           encoding="utf-8")
+            write_text_output(out_dir / f"{name}{FORMATS[fmt]}", format_transcript(fmt, name, path, result, to_file=True))
 
     run_per_file(ctx, inputs, out_dir, progress,
                  lambda path, on_block: model.transcribe_file(path, on_block=on_block), emit)

@@ -13,20 +13,25 @@ list of problems (missing paths, empty folders, bad list lines), so a command ca
 what it can and report the rest. :class:`BatchReport` collects per-file outcomes, prints
 each failure on stderr the moment it happens and gives the exit code.
 
-:func:`device_option` is the ``--device`` option of every inference command.
+:func:`device_option` is the ``--device`` option of every inference command, :func:`threads_option`
+the ``--threads`` option of every command that runs a model. :func:`is_file_error` tells which
+exceptions are one file's failure (bad audio, I/O, out of memory) rather than a bug, and
+:func:`file_error_message` words them in one line.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "BatchReport", "device_option", "expand_inputs", "file_progress",
-           "run_per_file", "unique_name"]
+__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "BatchReport", "device_option", "expand_inputs", "file_error_message",
+           "file_progress", "is_file_error", "is_memory_error", "run_per_file", "threads_option", "unique_name"]
 
 #: Audio file suffixes picked up in folders and accepted as arguments (case-insensitive).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".sph")
@@ -43,6 +48,59 @@ R = TypeVar("R")
 def _one_line(text: object) -> str:
     """``text`` as a single line (newlines and runs of blanks collapsed)."""
     return " ".join(str(text).split())
+
+
+# Words of the RuntimeErrors raised when an allocation fails (torch's CPU allocator: "can't
+# allocate memory" / "not enough memory"; CUDA: "CUDA out of memory", torch.OutOfMemoryError).
+_MEMORY_WORDS = ("can't allocate memory", "cannot allocate memory", "not enough memory", "out of memory",
+                 "defaultcpuallocator", "failed to allocate")
+
+
+def is_memory_error(exc: BaseException) -> bool:
+    """True for a failed allocation: :class:`MemoryError` (NumPy's too), ``torch.OutOfMemoryError``,
+    or a RuntimeError of torch's allocator."""
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, RuntimeError):
+        text = str(exc).lower()
+        return any(word in text for word in _MEMORY_WORDS)
+    return False
+
+
+def is_file_error(exc: BaseException) -> bool:
+    """True for the failures that concern one input file and leave the others to process:
+    ``ValueError`` (bad audio: :class:`~speechattn.audio.AudioError`, bad values), ``OSError``
+    (missing, unreadable, I/O) and failed allocations (:func:`is_memory_error`)."""
+    return isinstance(exc, (ValueError, OSError)) or is_memory_error(exc)
+
+
+def _size_text(n: int) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def file_error_message(exc: BaseException) -> str:
+    """One line for an exception: ``out of memory (tried to allocate 2.8 GB)`` for a failed
+    allocation, ``FILE: No such file or directory`` for a system error, else its message (or its
+    class name when it has none)."""
+    if is_memory_error(exc):
+        text = str(exc)
+        match = re.search(r"allocate (\d+) bytes", text)
+        if match:
+            return f"out of memory (tried to allocate {_size_text(int(match.group(1)))})"
+        match = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]i?B)", text)
+        if match:
+            return f"out of memory (tried to allocate {match.group(1)})"
+        match = re.search(r"allocate ([\d.]+ ?[KMGTP]i?B)", text)  # NumPy: "Unable to allocate 2.6 GiB for..."
+        return f"out of memory (tried to allocate {match.group(1)})" if match else "out of memory"
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+        if exc.filename2 is not None:
+            text += f" -> {exc.filename2}"
+        return _one_line(text)
+    return _one_line(exc) or type(exc).__name__
 
 
 def _normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
@@ -63,6 +121,11 @@ def _is_audio(path: Path, extensions: tuple[str, ...]) -> bool:
 
 def _missing_reason(path: Path) -> str:
     if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symbolic link loop"
         return "broken symbolic link"
     return "no such file or directory"
 
@@ -268,12 +331,12 @@ class BatchReport:
     def fail(self, path: str | os.PathLike[str], reason: str | BaseException) -> None:
         """Record a failed file (or input argument) and print it on stderr now.
 
-        ``reason`` may be an exception: its message is used, or its class name if empty. A
-        message that already starts with ``FILE:`` (as :class:`~speechattn.audio.AudioError`'s
-        do) is not prefixed twice.
+        ``reason`` may be an exception, worded by :func:`file_error_message`. A message that
+        already starts with ``FILE:`` (as :class:`~speechattn.audio.AudioError`'s do) is not
+        prefixed twice.
         """
         if isinstance(reason, BaseException):
-            text = _one_line(reason) or type(reason).__name__
+            text = file_error_message(reason)
         else:
             text = _one_line(reason) or "failed"
         item = os.fspath(path)
@@ -344,12 +407,11 @@ def run_per_file(ctx: click.Context, inputs: Sequence[str], out_dir: Path | None
     ``process(path, on_block)`` under a progress bar (``on_block(seconds)`` advances it;
     ``progress=None``: a bar on a terminal only), then ``emit(name, path, result, first)``,
     where ``name`` is the file's unique output stem and ``first`` is true for the first result
-    emitted. A file that fails (unreadable audio, bad values, I/O) is reported and the rest go
-    on; at the end the summary goes to stderr and the command exits with the report's code.
+    emitted. A file that fails (unreadable audio, bad values, I/O, out of memory: see
+    :func:`is_file_error`), or whose output cannot be written, is reported and the rest go on; at
+    the end the summary goes to stderr and the command exits with the report's code.
     """
     import sys
-
-    from speechattn.audio import AudioError
 
     report = BatchReport()
     paths, problems = expand_inputs(inputs)
@@ -363,10 +425,19 @@ def run_per_file(ctx: click.Context, inputs: Sequence[str], out_dir: Path | None
         try:
             with file_progress(path, show) as bar:
                 result = process(path, bar.update)
-        except (AudioError, ValueError, OSError) as exc:
+        except Exception as exc:
+            if not is_file_error(exc):
+                raise
             report.fail(path, exc)
             continue
-        emit(name, path, result, report.num_ok == 0)
+        try:
+            emit(name, path, result, report.num_ok == 0)
+        except Exception as exc:
+            if isinstance(exc, BrokenPipeError) or not is_file_error(exc):
+                raise  # stdout closed (`| head`): stop; anything else is a bug
+            report.fail(path, f"cannot write the result: {file_error_message(exc)}")
+            continue
+        del result  # free it before the next file
         report.ok(path)
     click.echo(report.summary(), err=True)
     ctx.exit(report.exit_code)
@@ -391,3 +462,22 @@ def device_option(command: Callable[..., Any]) -> Callable[..., Any]:
         "--device", default="auto", show_default=True, metavar="DEVICE", callback=_resolve_device_option,
         help="Where to run the model: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N. "
              "It runs in bf16 where the device computes bf16 natively, else in fp32.")(command)
+
+
+def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None:
+        import torch
+
+        torch.set_num_threads(value)
+    return value
+
+
+def threads_option(command: Callable[..., Any] | None = None, *, expose_value: bool = False) -> Any:
+    """``--threads N``: the CPU threads torch computes with (:func:`torch.set_num_threads`), set as
+    soon as the option is parsed; default: torch's (one per core). ``expose_value``: also pass the
+    value to the command as ``threads`` (``train`` records it as ``train.threads``)."""
+    decorator = click.option(
+        "--threads", type=click.IntRange(min=1), default=None, metavar="N", callback=_set_threads,
+        expose_value=expose_value,
+        help="CPU threads for torch (torch.set_num_threads); default: one per core.")
+    return decorator if command is None else decorator(command)

@@ -3,7 +3,7 @@
 Inputs are audio files, folders (searched recursively) or list files, of any length: each file
 is streamed block by block through the features and the streaming encoder, so memory stays
 bounded. A file that cannot be read is reported on stderr with its reason and the others go on;
-the exit status is 1 when any failed.
+the exit status is 1 when any failed. Output files are written atomically (never half-written).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import click
 
-from speechattn.cli.inputs import device_option, run_per_file
+from speechattn.cli.inputs import device_option, run_per_file, threads_option
 
 __all__ = ["label", "FORMATS"]
 
@@ -33,16 +33,21 @@ def _json_record(path: Path, result: Any) -> dict[str, Any]:
 
 
 def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, header: bool) -> None:
-    """Write one file's labels in ``fmt`` to a stream (stdout) or a file path."""
+    """Write one file's labels in ``fmt`` to a stream (stdout) or a file path (atomically)."""
+    import io
+
     from speechattn.data.labels import write_rttm, write_textgrid
+    from speechattn.outputs import write_output, write_text_output
 
     if fmt == "textgrid":
         assert isinstance(out, Path)
         tiers = {c: [s for s in result.segments if s.label == c] for c in result.classes}
-        write_textgrid(out, tiers, result.duration)
+        write_output(out, lambda tmp: write_textgrid(tmp, tiers, result.duration))
         return
     if fmt == "rttm":
-        text = None
+        buffer = io.StringIO()
+        write_rttm(name, result.segments, buffer)
+        text = buffer.getvalue()
     elif fmt == "json":
         text = json.dumps(_json_record(path, result)) + "\n"
     else:
@@ -51,14 +56,9 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
         text = (head if header else "") + "".join(
             f"{prefix}{s.start:.3f}\t{s.end:.3f}\t{s.label}\n" for s in result.segments)
     if isinstance(out, Path):
-        if fmt == "rttm":
-            write_rttm(name, result.segments, out)
-        else:
-            out.write_text(text or "", encoding="utf-8")
-    elif fmt == "rttm":
-        write_rttm(name, result.segments, out)
+        write_text_output(out, text)
     else:
-        out.write(text or "")
+        out.write(text)
 
 
 @click.command()
@@ -72,6 +72,7 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
 @click.option("--plot", is_flag=True, help="Also write NAME.png: waveform, posteriors and labels (needs -o).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @device_option
+@threads_option
 @click.pass_context
 def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str, plot: bool,
           progress: bool | None, device: Any) -> None:

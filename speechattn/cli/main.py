@@ -5,7 +5,7 @@
     speechattn data list [--root DIR]
     speechattn data prepare NAME [--root DIR] [--from PATH] [--copy] [--force] [--checksum ALGO:HEX | --no-verify]
     speechattn data shard DATA_REF OUT --recipe RECIPE [--shard-size N] [--root DIR]
-    speechattn train RECIPE [--set KEY=VALUE ...] [--run-dir DIR] [--resume] [--data-root DIR]
+    speechattn train RECIPE [--set KEY=VALUE ...] [--run-dir DIR] [--resume] [--data-root DIR] [--threads N]
 
 Heavy modules (torch, the task code) are imported inside the commands, so ``speechattn
 --help`` stays fast. Task modules add their commands (``evaluate``, ``embed``, ``verify``,
@@ -13,8 +13,8 @@ Heavy modules (torch, the task code) are imported inside the commands, so ``spee
 imported only when it is run or its own ``--help`` is shown.
 
 Errors: expected failures (bad recipes, manifests, audio, missing files, corpus preparation
-and download errors) print one line ``speechattn: error: ...`` and exit with status 2; add
-``-v`` for the traceback. Ctrl-C exits with status 130. Anything else is a bug and shows its
+and download errors, running out of memory) print one line ``speechattn: error: ...`` and exit
+with status 2; add ``-v`` for the traceback. Ctrl-C exits with status 130. Anything else is a bug and shows its
 traceback.
 """
 
@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from speechattn.cli.inputs import file_error_message, is_memory_error, threads_option
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "TASK_COMMANDS", "main"]
 
@@ -71,11 +73,17 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     download and checksum errors) is a RuntimeError and is listed by name; the data package is
     imported only if a command already loaded it.
     """
-    kinds: list[type[BaseException]] = [ValueError, OSError]
+    kinds: list[type[BaseException]] = [ValueError, OSError, MemoryError]
     corpora = sys.modules.get("speechattn.data.corpora")
     if corpora is not None:
         kinds.append(corpora.PrepareError)
     return tuple(kinds)
+
+
+def is_expected_error(exc: BaseException) -> bool:
+    """One of :func:`_expected_errors`, or a failed allocation (torch reports those as
+    RuntimeErrors: see :func:`speechattn.cli.inputs.is_memory_error`)."""
+    return isinstance(exc, _expected_errors()) or is_memory_error(exc)
 
 
 def _one_line(text: object) -> str:
@@ -86,8 +94,11 @@ def error_message(exc: BaseException) -> str:
     """One line describing an expected error (without the ``speechattn: error:`` prefix).
 
     OSErrors raised by the system (``[Errno 2] No such file or directory: 'x'``) read as
-    ``x: No such file or directory``; other errors give their message.
+    ``x: No such file or directory``; failed allocations as ``out of memory (tried to allocate
+    2.8 GB)``; other errors give their message.
     """
+    if is_memory_error(exc):
+        return file_error_message(exc)
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
         if exc.filename2 is not None:
@@ -112,7 +123,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo(f"\n{PROG}: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
-        except _expected_errors() as exc:
+        except Exception as exc:
+            if not is_expected_error(exc):
+                raise
             if _verbose(ctx):
                 click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
             click.echo(f"{PROG}: error: {error_message(exc)}", err=True)
@@ -378,8 +391,9 @@ def cache_clear(unused_days: float | None, dry_run: bool) -> None:
 @click.option("--data-root", metavar="DIR", default=None, help="Data root (default: the recipe's, else $SPEECHATTN_DATA, else ./data).")
 @click.option("--device", metavar="DEVICE", default=None,
               help="auto, cpu, cuda or cuda:N (default: the recipe's train.device, itself 'auto').")
+@threads_option(expose_value=True)
 def train(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, data_root: str | None,
-          device: str | None) -> None:
+          device: str | None, threads: int | None) -> None:
     """Train a model from a recipe file.
 
     RECIPE is a YAML recipe (e.g. recipes/speaker.yaml). When training ends, its summary
@@ -387,8 +401,13 @@ def train(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
 
     For several processes (CPU or GPU, one machine or many), start it with torchrun:
     torchrun --nproc_per_node N -m speechattn.cli.main train RECIPE.
+
+    --threads N overrides the recipe's train.threads (torch's CPU threads, per process).
     """
     from speechattn import tasks
+
+    if threads is not None:
+        overrides = (*overrides, f"train.threads={threads}")
 
     train_recipe = getattr(tasks, "train_recipe", None)
     if train_recipe is None:

@@ -1,8 +1,11 @@
 """Speaker commands: ``embed``, ``verify``, ``identify``.
 
-Inputs are audio files, folders (searched recursively) or list files. A file that cannot be
-read is reported on stderr with its reason and the others go on; the exit status is 1 when any
-failed. Outputs already computed are written even when later files fail or on Ctrl-C.
+Inputs are audio files, folders (searched recursively) or list files, of any length: a file
+longer than 5 minutes is embedded window by window, read block by block, so memory stays bounded
+(:meth:`speechattn.inference.SpeakerRecognizer.embed_file`). A file that cannot be read (or runs
+out of memory) is reported on stderr with its reason and the others go on; the exit status is 1
+when any failed. Outputs already computed are written, atomically, even when later files fail or
+on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,7 +17,15 @@ from typing import Any
 
 import click
 
-from speechattn.cli.inputs import BatchReport, device_option, expand_inputs
+from speechattn.cli.inputs import (
+    BatchReport,
+    device_option,
+    expand_inputs,
+    file_error_message,
+    is_file_error,
+    is_memory_error,
+    threads_option,
+)
 
 __all__ = ["embed", "verify", "identify"]
 
@@ -31,12 +42,12 @@ def _embed_paths(model: Any, paths: list[Path], report: BatchReport, progress: b
     """Yield (path, embedding) for every readable file; failures go to ``report``."""
     from tqdm import tqdm
 
-    from speechattn.audio import AudioError
-
     for path in tqdm(paths, desc="embedding", disable=None if progress else True, leave=False):
         try:
             emb = model.embed_file(path)
-        except (AudioError, ValueError, OSError) as exc:
+        except Exception as exc:
+            if not is_file_error(exc):
+                raise
             report.fail(path, exc)
             continue
         report.ok(path)
@@ -50,11 +61,10 @@ def _embed_paths(model: Any, paths: list[Path], report: BatchReport, progress: b
               help="Write to FILE.npy (array + FILE.txt listing the files in order) or FILE.json; "
                    "default: one JSON line per file on stdout.")
 @device_option
+@threads_option
 @click.pass_context
 def embed(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], output: Path | None, device: Any) -> None:
     """Write speaker embeddings of audio files."""
-    import numpy as np
-
     model = _recognizer(run_dir, device)
     report = BatchReport()
     paths, problems = expand_inputs(inputs)
@@ -68,14 +78,28 @@ def embed(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], output: Pa
                 click.echo(json.dumps({"file": str(path), "embedding": vector}))
     finally:  # keep what was computed, even on Ctrl-C or an unexpected error
         if output is not None and done:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            if output.suffix == ".npy":
-                np.save(output, np.array([v for _, v in done], dtype=np.float32))
-                output.with_suffix(".txt").write_text("".join(f"{p}\n" for p, _ in done))
-            else:
-                output.write_text(json.dumps({str(p): v for p, v in done}) + "\n")
+            _write_embeddings(output, done)
     click.echo(report.summary(), err=True)
     ctx.exit(report.exit_code)
+
+
+def _write_embeddings(output: Path, done: list[tuple[Path, list[float]]]) -> None:
+    """FILE.npy (+ FILE.txt, the files in order) or FILE.json, each written atomically."""
+    import numpy as np
+
+    from speechattn.outputs import write_output, write_text_output
+
+    if output.suffix == ".npy":
+        array = np.array([v for _, v in done], dtype=np.float32)
+
+        def save(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.save(name) would append ".npy" to the name
+                np.save(f, array)
+
+        write_output(output, save)
+        write_text_output(output.with_suffix(".txt"), "".join(f"{p}\n" for p, _ in done))
+    else:
+        write_text_output(output, json.dumps({str(p): v for p, v in done}) + "\n")
 
 
 @click.command()
@@ -84,14 +108,27 @@ def embed(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], output: Pa
 @click.argument("second", type=click.Path(path_type=Path))
 @click.option("--threshold", type=float, default=None, help="Decision threshold (default: calibrated on dev).")
 @device_option
+@threads_option
 def verify(run_dir: Path, first: Path, second: Path, threshold: float | None, device: Any) -> None:
     """Score whether two recordings share a speaker."""
     model = _recognizer(run_dir, device)
-    a, b = model.embed_file(first), model.embed_file(second)
+    a, b = _embed_one(model, first), _embed_one(model, second)
     score = model.score(a, b)
     limit = model.threshold if threshold is None else threshold
     click.echo(json.dumps({"first": str(first), "second": str(second), "score": round(score, 6),
                            "threshold": round(limit, 6), "same_speaker": score >= limit}))
+
+
+def _embed_one(model: Any, path: Path) -> Any:
+    """``model.embed_file(path)``; running out of memory becomes an error naming the file."""
+    import errno
+
+    try:
+        return model.embed_file(path)
+    except Exception as exc:
+        if is_memory_error(exc):
+            raise OSError(errno.ENOMEM, file_error_message(exc), str(path)) from exc
+        raise
 
 
 def _enrolment(model: Any, enroll: Path, report: BatchReport) -> dict[str, Any]:
@@ -132,6 +169,7 @@ def _enrolment(model: Any, enroll: Path, report: BatchReport) -> dict[str, Any]:
               help="Folder with one sub-folder of audio per speaker, or a Kaldi dir / manifest with speakers.")
 @click.option("--top", default=3, show_default=True, help="Candidates listed per file.")
 @device_option
+@threads_option
 @click.pass_context
 def identify(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], enroll: Path, top: int, device: Any) -> None:
     """Name the enrolled speaker of each recording."""

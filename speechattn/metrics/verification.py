@@ -183,7 +183,8 @@ def plot_det(scores: Any, labels: Any, path: str | os.PathLike[str], title: str 
     """Write a DET plot (miss vs. false-alarm rate on normal-deviate axes) as a PNG.
 
     Uses matplotlib's Agg canvas directly (no pyplot, no global backend switch); the EER
-    and minDCF (``p_target=0.01``) operating points are marked. Parent folders are created.
+    and minDCF (``p_target=0.01``) operating points are marked. Parent folders are created; the
+    file is written atomically (an error mid-write leaves no half-written PNG).
 
     Args:
         scores: trial scores, shape `(n,)`.
@@ -230,9 +231,10 @@ def plot_det(scores: Any, labels: Any, path: str | os.PathLike[str], title: str 
     if title is not None:
         ax.set_title(title)
     fig.tight_layout()
+    from speechattn.outputs import write_output
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=100)
+    write_output(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))  # atomically
     return out
 
 

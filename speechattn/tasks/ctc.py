@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -400,9 +400,11 @@ def evaluate_run(
     beam: int | None = None,
     progress: bool | None = None,
     device: str | torch.device = "auto",
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
     """Error rates of a trained CTC run on transcribed data (``speechattn evaluate``); the model
-    runs on ``device`` (see :meth:`Transcriber.from_run`)."""
+    runs on ``device`` (see :meth:`Transcriber.from_run`). ``on_skip(file, reason)`` is called for
+    each audio file that could not be used (left out of the scores)."""
     from speechattn.transcriber import Transcriber
 
     model = Transcriber.from_run(run_dir, device=device)
@@ -412,6 +414,10 @@ def evaluate_run(
     encoded = encode_corpus(encoding_tokenizer(model.tokenizer, recipe.data, root), _texts(manifest, str(data)))
     manifest = manifest.filter(lambda u: u.id in encoded.ids)
     fs = extract_features(manifest, model.extractor, desc="features", progress=progress)
+    if on_skip is not None:
+        paths = {u.id: str(u.path) for u in manifest}
+        for utt_id, reason in fs.failures.items():
+            on_skip(paths.get(utt_id, utt_id), reason)
     with model.precision():
         hyps = model.decode_features(fs.feats, beam=beam)
     refs = [encoded.ids[u.id] for u in fs.manifest]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -385,12 +385,14 @@ def evaluate_run(
     data_root: str | None = None,
     progress: bool | None = None,
     device: str | torch.device = "auto",
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a trained frame-labeling run on labelled recordings (``speechattn evaluate``).
 
     Every recording is labelled with the streaming path of :class:`speechattn.labeler.Labeler`
     (as ``speechattn label`` does), on ``device`` (see :meth:`Labeler.from_run`), and scored on
-    the recipe's evaluation grid.
+    the recipe's evaluation grid. ``on_skip(file, reason)`` is called for each recording whose
+    audio or labels could not be used (instead of a warning); the metrics leave it out.
     """
     from tqdm import tqdm
 
@@ -416,7 +418,10 @@ def evaluate_run(
             result = labeler.label_file(item.path)
         except (AudioError, LabelError) as err:
             skipped[item.id] = str(err)
-            log.warning("skipped %s", err)
+            if on_skip is None:
+                log.warning("skipped %s", err)
+            else:
+                on_skip(str(item.path), str(err))
             continue
         hours += result.duration / 3600
         counts.update(segments_to_frames(item.segments, labeler.classes, step, result.duration),

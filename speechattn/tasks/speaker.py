@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -515,16 +515,25 @@ def evaluate_run(
     det_path: str | Path | None = None,
     data_root: str | None = None,
     device: str | torch.device = "auto",
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a trained run on any labelled data (``speechattn evaluate``), computed on ``device``."""
+    """Metrics of a trained run on any labelled data (``speechattn evaluate``), computed on ``device``.
+
+    ``on_skip(file, reason)`` is called for each audio file that could not be used (instead of a
+    warning); the metrics leave it out.
+    """
     from speechattn.inference import SpeakerRecognizer
 
     model = SpeakerRecognizer.from_run(run_dir, device=device)
     root = resolve_data_root(data_root if data_root is not None else model.recipe.data.root)
     manifest = resolve_manifest(data, root)
     fs = extract_features(manifest, model.extractor, desc="features")
+    paths = {u.id: str(u.path) for u in manifest}
     for utt_id, reason in fs.failures.items():
-        log.warning("skipped %s: %s", utt_id, reason)
+        if on_skip is None:
+            log.warning("skipped %s: %s", utt_id, reason)
+        else:
+            on_skip(paths.get(utt_id, utt_id), reason)
     speakers = [str(u.speaker) for u in fs.manifest]
     if any(u.speaker is None for u in fs.manifest):
         raise ValueError(f"{data}: evaluation needs speaker labels for every utterance")

@@ -112,3 +112,58 @@ def test_evaluate_with_trials_file(tiny_run, audio, tmp_path):
 def test_not_a_run_dir(tmp_path):
     res = _run("embed", tmp_path, "x.wav")
     assert res.exit_code == 2 and "config.yaml" in res.output
+
+
+# ----------------------------------------------------------------------------- long files: windows
+
+
+def _concatenated(fsdd_dir, speaker: str, path, rate: int = 8000):
+    """All recordings of one FSDD speaker end to end (about 2-3 minutes at 8 kHz)."""
+    import soundfile as sf
+
+    parts = [sf.read(p, dtype="float32")[0] for p in sorted((fsdd_dir / "recordings").glob(f"*_{speaker}_*.wav"))]
+    sf.write(path, np.concatenate(parts), rate, subtype="FLOAT")
+    return path
+
+
+def test_embed_file_shorter_than_the_window_is_the_offline_embedding(tiny_run, audio):
+    import torch
+
+    from speechattn.audio import load_audio
+    from speechattn.inference import SpeakerRecognizer
+
+    model = SpeakerRecognizer.from_run(tiny_run[0], device="cpu")
+    for path in (audio["jackson_a"], audio["ogg"]):
+        offline = model.embed(*load_audio(path))
+        assert torch.equal(model.embed_file(path), offline)
+        duration = load_audio(path)[0].numel() / load_audio(path)[1]
+        assert torch.equal(model.embed_file(path, window_seconds=duration + 0.01), offline)
+
+
+def test_embed_file_streams_long_files_in_windows(tiny_run, fsdd_dir, tmp_path, monkeypatch):
+    """A file longer than the window is read block by block (never whole) and embedded window by
+    window; the averaged embedding stays close to the whole-file one."""
+    import torch
+
+    import speechattn.inference as inference
+    from speechattn.audio import load_audio
+
+    path = _concatenated(fsdd_dir, "jackson", tmp_path / "long.wav")
+    whole_wave, rate = load_audio(path)
+    assert whole_wave.numel() / rate > 100
+    model = inference.SpeakerRecognizer.from_run(tiny_run[0], device="cpu")
+    offline = model.embed(whole_wave, rate)
+    sizes = []
+    real_embed = model.embed
+    monkeypatch.setattr(model, "embed", lambda w, r: sizes.append(w.numel()) or real_embed(w, r))
+    monkeypatch.setattr(inference, "load_audio", lambda *a, **k: pytest.fail("read the whole file"))
+    windowed = model.embed_file(path, window_seconds=20)
+    total = whole_wave.numel()
+    assert sum(sizes) == total and len(sizes) == -(-total // (20 * rate))
+    assert max(sizes) <= 20 * rate and max(sizes) - min(sizes) < len(sizes)  # equal windows
+    cosine = float(torch.nn.functional.cosine_similarity(windowed, offline, dim=0))
+    assert cosine > 0.9, cosine
+    assert float(windowed.norm()) == pytest.approx(float(offline.norm()), rel=0.3)
+    # another speaker's file stays further away than the same speaker's windows
+    other = model.embed_file(_concatenated(fsdd_dir, "nicolas", tmp_path / "other.wav"), window_seconds=20)
+    assert cosine > float(torch.nn.functional.cosine_similarity(windowed, other, dim=0))
