@@ -7,9 +7,11 @@
 # Variables: SPEECHATTN_DATA (data root; default ../shared/data when that folder exists, else
 # ./data), PYTHON (default python3), TRAIN_ARGS (extra `speechattn train` options, e.g.
 # TRAIN_ARGS="--set train.max_minutes=1"), PYTEST_ARGS (e.g. PYTEST_ARGS="-x tests/cli"),
-# SPEECHOCEAN762_CHECKSUM (md5:HEX or sha256:HEX of speechocean762.tar.gz, from a source you
-# trust: no checksum of it is pinned, and `make train` downloads it only with one; or
-# SPEECHOCEAN762_CHECKSUM=--no-verify to accept the download unchecked).
+# SPEECHOCEAN762_CHECKSUM (md5:HEX or sha256:HEX of speechocean762.tar.gz from a source you
+# trust. OpenSLR publishes no checksum of it, so none is pinned: by default `make train` accepts
+# the download unverified, with a warning, and records its sha256 and md5 in the corpus's
+# .prepared file, so that the main job works on a fresh machine; `speechattn data prepare
+# speechocean762` alone refuses until given --checksum or --no-verify).
 
 PYTHON ?= python3
 SPEECHATTN_DATA ?= $(if $(wildcard ../shared/data/.),$(abspath ../shared/data),$(CURDIR)/data)
@@ -20,7 +22,7 @@ SPEECHATTN = $(PYTHON) -m speechattn.cli.main
 RECIPE ?= recipes/speaker.yaml
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
-SPEECHOCEAN762_CHECKSUM ?=
+SPEECHOCEAN762_CHECKSUM ?= --no-verify
 
 .PHONY: help install train test bench
 
