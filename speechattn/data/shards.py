@@ -15,9 +15,10 @@ A shard folder holds:
   in :func:`~speechattn.data.featcache.perturbed_features`. The writer stores the samples in a
   seeded random order, so every shard mixes speakers.
 - ``index.json``: the feature configuration, the speed factors, each shard's file name, sample
-  and frame counts, the totals (samples, hours), the sorted speaker list, the skipped files and
-  the package version. It is written last and atomically: a folder whose writing was
-  interrupted has no index and is refused by :func:`load_index`.
+  and frame counts, the totals (samples, hours), the sorted speaker list, the skipped files, the
+  package version and the frontend's versions (``featcache.frontend_versions()``). It is
+  written last and atomically: a folder whose writing was interrupted has no index and is
+  refused by :func:`load_index`.
 
 Features are stored as float16 by default: that halves disk space and read traffic, and log-mel
 energies (about -16 to +30) keep a rounding error of at most 2^-11 of their magnitude (< 0.016),
@@ -55,6 +56,7 @@ from tqdm import tqdm
 
 from speechattn.audio import AudioError, FeatureConfig, FeatureExtractor, load_audio
 from speechattn.data.augment import random_crop
+from speechattn.data.featcache import frontend_versions
 from speechattn.data.manifest import Manifest
 from speechattn.training.checkpoint import atomic_write
 
@@ -119,6 +121,8 @@ class ShardIndex:
     skipped: dict[str, str]
     package_version: str
     source: str | None = None
+    #: what the features' computation depended on (featcache.frontend_versions()); {} if unknown
+    frontend: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def urls(self) -> list[str]:
@@ -133,6 +137,7 @@ class ShardIndex:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "package_version": self.package_version,
+            "frontend": self.frontend,
             "source": self.source,
             "features": self.features,
             "feature_dtype": self.dtype,
@@ -191,6 +196,7 @@ def load_index(path: str | Path, features: FeatureConfig | dict[str, Any] | None
             skipped=dict(raw.get("skipped", {})),
             package_version=str(raw.get("package_version", "?")),
             source=raw.get("source"),
+            frontend=dict(raw.get("frontend") or {}),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ShardError(f"{index_path}: malformed shard index ({type(err).__name__}: {err})") from None
@@ -202,6 +208,13 @@ def load_index(path: str | Path, features: FeatureConfig | dict[str, Any] | None
     if missing:
         raise ShardError(f"{folder}: {len(missing)} shard file(s) listed in {INDEX_NAME} are missing "
                          f"(first: {missing[0]})")
+    if index.frontend:
+        now = frontend_versions()
+        changed = [f"{k} {index.frontend[k]} -> {now.get(k)}" for k in sorted(index.frontend)
+                   if index.frontend[k] != now.get(k)]
+        if changed:
+            log.warning("%s: the shards' features were computed by another frontend (%s); write them again "
+                        "for features identical to extraction now", folder, ", ".join(changed))
     if features is not None:
         wanted = _feature_dict(features)
         diffs = [f"{k}={index.features.get(k, '(unset)')!r} in the shards, {wanted.get(k, '(unset)')!r} in the recipe"
@@ -312,6 +325,7 @@ class ShardSink:
             skipped=dict(self.failures),
             package_version=_package_version(),
             source=self.source,
+            frontend=frontend_versions(),
         )
         text = json.dumps(index.to_json(), indent=1) + "\n"
         atomic_write(self.out / INDEX_NAME, lambda tmp: Path(tmp).write_text(text))

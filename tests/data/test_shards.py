@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import speechattn.training.distributed as distributed
 from speechattn.audio import FeatureConfig, FeatureExtractor
 from speechattn.data.augment import mix_noise, random_crops, spec_augment
-from speechattn.data.featcache import extract_features
+from speechattn.data.featcache import extract_features, frontend_versions
 from speechattn.data.shards import (
     INDEX_NAME,
     ShardDataset,
@@ -105,6 +105,7 @@ def test_writer_index_and_samples(shards, corpus):
     assert [s["samples"] for s in index["shards"]] == [5] * 6 + [2]
     assert index["speakers"] == sorted(f"spk{i}{sp}" for i in range(4) for sp in ("", "-sp0.9"))
     assert index["package_version"] and index["source"] == "train"
+    assert index["frontend"] == frontend_versions()
     assert not list(shards.glob(".*tmp"))
     samples = _samples(shards)
     assert sum(f.shape[0] for _, f in samples) == index["total_frames"]
