@@ -4,9 +4,8 @@ Every file a command produces (embeddings, labels, transcripts, plots) goes thro
 :func:`write_output`: it is written to a temporary file in the destination folder
 (:func:`speechattn.training.checkpoint.atomic_write`), flushed, fsynced and renamed over the
 destination. A crash, Ctrl-C, a full disk or any error mid-write leaves either the previous file
-or none, and no temporary file. Unlike a bare ``atomic_write`` (whose temporary files are private
-to their owner, as checkpoints should be), the result gets the permissions of a file created the
-usual way (``0666`` minus the umask).
+or none, and no temporary file. The result gets the permissions of a file created the usual way
+(``0666`` minus the umask).
 """
 
 from __future__ import annotations
@@ -16,12 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["write_output", "write_text_output"]
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def write_output(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
@@ -35,13 +28,7 @@ def write_output(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     """
     from speechattn.training.checkpoint import atomic_write
 
-    mode = _default_mode()
-
-    def write_with_mode(tmp: str) -> None:
-        write(tmp)
-        os.chmod(tmp, mode)
-
-    return atomic_write(path, write_with_mode)
+    return atomic_write(path, write)
 
 
 def write_text_output(path: str | os.PathLike[str], text: str) -> Path:

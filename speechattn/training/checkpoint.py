@@ -58,14 +58,26 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def _default_mode() -> int:
+    """Permissions of a file created the usual way: ``0666`` minus the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then atomically move ``tmp_path`` to ``path``."""
+    """Call ``write(tmp_path)`` then atomically move ``tmp_path`` to ``path``.
+
+    The file ends with the permissions of a file created the usual way (``0666`` minus the
+    umask), not the private ones of the temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _default_mode())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

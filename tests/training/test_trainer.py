@@ -258,3 +258,14 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "m.json", lambda tmp: Path(tmp).write_text("{}"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644  # not the temporary file's 0600
