@@ -269,3 +269,18 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644  # not the temporary file's 0600
+
+
+def test_resume_keeps_the_original_config(tmp_path, fsdd_dir):
+    from tests.conftest import TINY_SPEAKER
+    from speechattn.tasks import train_recipe
+
+    recipe = Path(__file__).parent.parent.parent / "recipes" / "speaker_fsdd.yaml"
+    run_dir = tmp_path / "run"
+    train_recipe(recipe, [*TINY_SPEAKER, "train.max_epochs=1"], run_dir=run_dir, progress=False)
+    original = (run_dir / "config.yaml").read_text()
+    summary = train_recipe(recipe, [*TINY_SPEAKER, "train.max_epochs=2"], run_dir=run_dir, resume=True,
+                           progress=False)
+    assert summary["epochs"] == 2
+    assert (run_dir / "config.yaml").read_text() == original  # the run's own config is never overwritten
+    assert "max_epochs: 2" in (run_dir / "config.resume.yaml").read_text()
