@@ -231,7 +231,8 @@ class Trainer:
         max_epochs = -(-total_steps // steps_per_epoch)
         budget = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
         start = time.perf_counter() - state["elapsed"]
-        stop_reason = "max_steps" if cfg.max_steps is not None else "max_epochs"
+        # What sets the run's length: max_steps, unless max_epochs comes first.
+        stop_reason = "max_steps" if cfg.max_steps is not None and total_steps == cfg.max_steps else "max_epochs"
 
         def progress() -> float:
             return min(state["step"] / total_steps, 1.0)

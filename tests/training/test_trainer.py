@@ -166,7 +166,7 @@ def test_max_steps_sets_the_run_length_and_the_schedule(tmp_path):
 
 def test_max_epochs_bounds_max_steps(tmp_path):
     summary = Trainer(TrainConfig(max_steps=1000, max_epochs=2), tmp_path, progress_bar=False).fit(ToyTask())
-    assert summary["steps"] == 8 and summary["planned_steps"] == 8
+    assert summary["steps"] == 8 and summary["planned_steps"] == 8 and summary["stopped"] == "max_epochs"
 
 
 def test_precision_auto_is_fp32_without_native_bf16(tmp_path, monkeypatch):
