@@ -297,6 +297,12 @@ def _sinc_resample_kernel(orig: int, new: int) -> Tensor:
     width = math.ceil(_LOWPASS_WIDTH * orig / base_freq)
     idx = torch.arange(-width, width + orig, dtype=dtype)[None, None] / orig
     t = torch.arange(0, -new, -1, dtype=dtype)[:, None, None] / new + idx
+    return _hann_sinc(t, base_freq, orig)
+
+
+def _hann_sinc(t: Tensor, base_freq: float, orig: int) -> Tensor:
+    """torchaudio's ``sinc_interp_hann`` taps at the offsets ``t`` (in input samples, scaled in
+    place), with its float32 operations in its order, so the values are the same."""
     t *= base_freq
     t = t.clamp_(-_LOWPASS_WIDTH, _LOWPASS_WIDTH)
     window = torch.cos(t * math.pi / _LOWPASS_WIDTH / 2) ** 2
@@ -332,14 +338,7 @@ def _polyphase_filter(orig: int, new: int) -> tuple[Tensor, Tensor, int, int]:
     # torchaudio: idx = arange(-width, width + orig) / orig; t = arange(0, -new, -1)[:, None] / new + idx
     idx = (k - width).to(dtype) / orig
     t = (-torch.arange(new, dtype=dtype))[:, None] / new + idx
-    t *= base_freq
-    t = t.clamp_(-_LOWPASS_WIDTH, _LOWPASS_WIDTH)
-    window = torch.cos(t * math.pi / _LOWPASS_WIDTH / 2) ** 2
-    t *= math.pi
-    scale = base_freq / orig
-    kernels = torch.where(t == 0, torch.tensor(1.0).to(t), t.sin() / t)
-    kernels *= window * scale
-    return kernels.contiguous(), first, width, span
+    return _hann_sinc(t, base_freq, orig).contiguous(), first, width, span
 
 
 class StreamingResampler:

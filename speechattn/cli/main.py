@@ -86,10 +86,6 @@ def is_expected_error(exc: BaseException) -> bool:
     return isinstance(exc, _expected_errors()) or is_memory_error(exc)
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def error_message(exc: BaseException) -> str:
     """One line describing an expected error (without the ``speechattn: error:`` prefix).
 
@@ -97,14 +93,7 @@ def error_message(exc: BaseException) -> str:
     ``x: No such file or directory``; failed allocations as ``out of memory (tried to allocate
     2.8 GB)``; other errors give their message.
     """
-    if is_memory_error(exc):
-        return file_error_message(exc)
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
-        if exc.filename2 is not None:
-            text += f" -> {exc.filename2}"
-        return _one_line(text)
-    return _one_line(exc) or type(exc).__name__
+    return file_error_message(exc)
 
 
 def _verbose(ctx: click.Context) -> int:

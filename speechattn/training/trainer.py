@@ -93,10 +93,8 @@ class TrainConfig:
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
         if self.device != "auto":
-            import torch as _torch
-
             try:
-                dev = _torch.device(self.device)
+                dev = torch.device(self.device)
             except RuntimeError:
                 raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}") from None
             if dev.type not in ("cpu", "cuda"):
