@@ -39,6 +39,8 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from speechattn.utils.files import atomic_write_text
+
 __all__ = [
     "ConfigError",
     "apply_overrides",
@@ -487,9 +489,4 @@ def dump_recipe(obj: Any) -> str:
 
 def save_recipe(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Write the resolved config ``obj`` as YAML to ``path`` (atomically); return the path."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    tmp.write_text(dump_recipe(obj), encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    return atomic_write_text(path, dump_recipe(obj))

@@ -5,14 +5,13 @@
     embedding = model.embed(waveform, sample_rate)        # (192,) tensor, on the CPU
 
 Inference follows the hardware it runs on, not the precision the model was trained in: bf16
-autocast where the device computes bf16 natively (see :mod:`speechattn.device`), fp32 elsewhere.
+autocast where the device computes bf16 natively (see :mod:`speechattn.utils.device`), fp32 elsewhere.
 Features are computed on the CPU; the model runs on its device; results come back to the CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -34,7 +33,7 @@ from speechattn.audio import (
     load_audio,
     resample,
 )
-from speechattn.device import autocast, resolve_device, resolve_precision
+from speechattn.utils.device import autocast, resolve_device, resolve_precision
 from speechattn.training.checkpoint import MODEL_FILE, ModelFileError, load_model, load_weights_into
 
 __all__ = ["load_run_recipe", "load_run", "load_run_model", "RunModel", "ModelFileError", "model_device",

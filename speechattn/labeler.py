@@ -15,7 +15,7 @@ same posteriors up to float rounding.
 
 The model runs on the device given to :meth:`Labeler.from_run` (``auto``: a CUDA GPU when there is
 one, else the CPU), in bf16 only where that device computes bf16 natively, whatever the precision
-it was trained in (see :mod:`speechattn.device`).
+it was trained in (see :mod:`speechattn.utils.device`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from torch import Tensor
 
 from speechattn.audio import FeatureExtractor, audio_info, resample
 from speechattn.data.labels import FrameGrid, Segment
-from speechattn.device import autocast, resolve_device
+from speechattn.utils.device import autocast, resolve_device
 from speechattn.inference import prepare_inference, stream_file_outputs
 from speechattn.models.labeler import FrameLabeler
 from speechattn.postprocess import decode
@@ -246,11 +246,11 @@ def plot_labels(
     axes[-1].set_xlim(0.0, max(result.duration, 1e-3))
     fig.suptitle(title or (Path(result.path).name if result.path else "labels"), fontsize=10)
     fig.tight_layout()
-    from speechattn.outputs import write_output
+    from speechattn.utils.files import atomic_write
 
     out = Path(path)
     try:  # atomically: an error mid-write leaves no half-written PNG
-        write_output(out, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     finally:
         plt.close(fig)
     return out

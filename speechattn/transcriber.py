@@ -16,7 +16,7 @@ best path emits it.
 
 The model runs on the device given to :meth:`Transcriber.from_run` (``auto``: a CUDA GPU when
 there is one, else the CPU), in bf16 only where that device computes bf16 natively, whatever the
-precision it was trained in (see :mod:`speechattn.device`); decoding runs on the CPU.
+precision it was trained in (see :mod:`speechattn.utils.device`); decoding runs on the CPU.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch import Tensor
 from speechattn.audio import FeatureExtractor, resample
 from speechattn.data.labels import FrameGrid
 from speechattn.decoding.ctc import CTCHypothesis, greedy_decode, prefix_beam_search, spans_to_times
-from speechattn.device import autocast, resolve_device
+from speechattn.utils.device import autocast, resolve_device
 from speechattn.inference import load_run_model, prepare_inference, stream_file_outputs
 from speechattn.models.ctc import CTCModel
 from speechattn.text import WORD_BOUNDARY, Tokenizer, tokenizer_from_dict

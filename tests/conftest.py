@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechattn.paths import ENV_VAR, data_root
+from speechattn.utils.paths import ENV_VAR, data_root
 
 torch.set_num_threads(2)
 

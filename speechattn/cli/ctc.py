@@ -64,7 +64,7 @@ def format_transcript(fmt: str, name: str, path: Path, result: Any, to_file: boo
 def transcribe(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str,
                beam: int | None, progress: bool | None, device: Any) -> None:
     """Transcribe audio files."""
-    from speechattn.outputs import write_text_output
+    from speechattn.utils.files import atomic_write_text
     from speechattn.transcriber import Transcriber
 
     model = Transcriber.from_run(run_dir, beam=beam, device=device)
@@ -75,7 +75,7 @@ def transcribe(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_d
             stdout.write(format_transcript(fmt, name, path, result, to_file=False))
             stdout.flush()
         else:
-            write_text_output(out_dir / f"{name}{FORMATS[fmt]}", format_transcript(fmt, name, path, result, to_file=True))
+            atomic_write_text(out_dir / f"{name}{FORMATS[fmt]}", format_transcript(fmt, name, path, result, to_file=True))
 
     run_per_file(ctx, inputs, out_dir, progress,
                  lambda path, on_block: model.transcribe_file(path, on_block=on_block), emit)

@@ -450,7 +450,7 @@ def _resolve_device_option(ctx: click.Context, param: click.Parameter, value: st
         ValueError: a bad device name, or a CUDA device this machine lacks; the CLI prints it as
             one ``speechattn: error: ...`` line.
     """
-    from speechattn.device import resolve_device
+    from speechattn.utils.device import resolve_device
 
     return resolve_device(value)
 

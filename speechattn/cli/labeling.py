@@ -37,12 +37,12 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
     import io
 
     from speechattn.data.labels import write_rttm, write_textgrid
-    from speechattn.outputs import write_output, write_text_output
+    from speechattn.utils.files import atomic_write, atomic_write_text
 
     if fmt == "textgrid":
         assert isinstance(out, Path)
         tiers = {c: [s for s in result.segments if s.label == c] for c in result.classes}
-        write_output(out, lambda tmp: write_textgrid(tmp, tiers, result.duration))
+        atomic_write(out, lambda tmp: write_textgrid(tmp, tiers, result.duration))
         return
     if fmt == "rttm":
         buffer = io.StringIO()
@@ -56,7 +56,7 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
         text = (head if header else "") + "".join(
             f"{prefix}{s.start:.3f}\t{s.end:.3f}\t{s.label}\n" for s in result.segments)
     if isinstance(out, Path):
-        write_text_output(out, text)
+        atomic_write_text(out, text)
     else:
         out.write(text)
 

@@ -224,7 +224,7 @@ _root_option = click.option(
 def data_list(root: Path | None) -> None:
     """Show each corpus and whether it is ready under the data root."""
     from speechattn.data.prepare import format_corpus_list, list_corpora
-    from speechattn.paths import data_root
+    from speechattn.utils.paths import data_root
 
     click.echo(f"data root: {data_root(root)}")
     click.echo(format_corpus_list(list_corpora(root)))
@@ -260,7 +260,7 @@ def data_prepare(name: str, root: Path | None, source: Path | None, copy: bool, 
     """
     from speechattn.data.corpora import get_corpus
     from speechattn.data.prepare import corpus_status, prepare_corpus
-    from speechattn.paths import data_root
+    from speechattn.utils.paths import data_root
 
     if copy and source is None:
         raise click.UsageError("--copy needs --from PATH (downloads are always unpacked)")
@@ -297,7 +297,7 @@ def data_shard(data_ref: str, out: Path, recipe_path: Path, shard_size: int, roo
     """
     from speechattn.data.shards import summarize, write_shards
     from speechattn.data.splits import resolve_manifest
-    from speechattn.paths import data_root
+    from speechattn.utils.paths import data_root
     from speechattn.tasks import load_task_recipe
 
     recipe = load_task_recipe(recipe_path)
@@ -403,7 +403,7 @@ def train(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
         raise click.ClickException("training is not available yet (speechattn.tasks.train_recipe is missing)")
     summary = train_recipe(recipe, overrides=list(overrides), run_dir=run_dir, resume=resume, data_root=data_root,
                            device=device)
-    from speechattn.training import distributed
+    from speechattn.utils import distributed
 
     if distributed.is_main():
         click.echo(json.dumps(summary, indent=2, default=str))

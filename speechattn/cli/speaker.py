@@ -87,7 +87,7 @@ def _write_embeddings(output: Path, done: list[tuple[Path, list[float]]]) -> Non
     """FILE.npy (+ FILE.txt, the files in order) or FILE.json, each written atomically."""
     import numpy as np
 
-    from speechattn.outputs import write_output, write_text_output
+    from speechattn.utils.files import atomic_write, atomic_write_text
 
     if output.suffix == ".npy":
         array = np.array([v for _, v in done], dtype=np.float32)
@@ -96,10 +96,10 @@ def _write_embeddings(output: Path, done: list[tuple[Path, list[float]]]) -> Non
             with open(tmp, "wb") as f:  # a file object: np.save(name) would append ".npy" to the name
                 np.save(f, array)
 
-        write_output(output, save)
-        write_text_output(output.with_suffix(".txt"), "".join(f"{p}\n" for p, _ in done))
+        atomic_write(output, save)
+        atomic_write_text(output.with_suffix(".txt"), "".join(f"{p}\n" for p, _ in done))
     else:
-        write_text_output(output, json.dumps({str(p): v for p, v in done}) + "\n")
+        atomic_write_text(output, json.dumps({str(p): v for p, v in done}) + "\n")
 
 
 @click.command()

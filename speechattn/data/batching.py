@@ -25,7 +25,7 @@ def shuffled_batches(count: int, batch_size: int, seed: int, epoch: int, rank: i
     one process with a batch of ``batch_size x world`` sees. A corpus smaller than one global batch
     gives one batch of everything (split between the ranks).
     """
-    from speechattn.training.distributed import rank_slice
+    from speechattn.utils.distributed import rank_slice
 
     gen = torch.Generator().manual_seed(seed * 100003 + epoch)
     order = torch.randperm(count, generator=gen).tolist()

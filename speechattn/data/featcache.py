@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from speechattn.audio import AudioError, FeatureExtractor, load_audio
 from speechattn.data.manifest import Manifest
-from speechattn.training.checkpoint import atomic_write
+from speechattn.utils.files import atomic_write
 
 __all__ = ["FeatureSet", "extract_features", "perturbed_features", "cache_dir", "features_dir", "CacheEntry",
            "cache_entries", "clear_cache", "frontend_versions"]

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
 
+from speechattn.utils.files import atomic_open_write
+
 __all__ = [
     "Manifest",
     "ManifestError",
@@ -545,18 +547,6 @@ def _record(u: Utterance, base: Path) -> dict[str, Any]:
     return rec
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def write_jsonl_manifest(manifest: Iterable[Utterance], path: PathLike) -> Path:
     """Write a JSON-lines manifest; audio paths below its folder are written relative."""
     out = Path(path)
@@ -566,7 +556,7 @@ def write_jsonl_manifest(manifest: Iterable[Utterance], path: PathLike) -> Path:
         for u in manifest:
             fh.write(json.dumps(_record(u, base), ensure_ascii=False) + "\n")
 
-    return _atomic_write(out, write)
+    return atomic_open_write(out, write)
 
 
 def write_csv_manifest(manifest: Iterable[Utterance], path: PathLike) -> Path:
@@ -595,4 +585,4 @@ def write_csv_manifest(manifest: Iterable[Utterance], path: PathLike) -> Path:
         for r in records:
             writer.writerow([cell(r.get(c)) for c in columns])
 
-    return _atomic_write(out, write)
+    return atomic_open_write(out, write)

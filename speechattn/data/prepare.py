@@ -52,7 +52,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from speechattn.data.corpora import CORPORA, Corpus, PrepareError, get_corpus
-from speechattn.paths import data_root
+from speechattn.utils.paths import data_root
 
 __all__ = [
     "MARKER",
@@ -386,7 +386,7 @@ def read_marker(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def corpus_status(name: str, root: str | os.PathLike[str] | None = None) -> CorpusStatus:
-    """Status of corpus ``name`` under ``root`` (default: :func:`speechattn.paths.data_root`)."""
+    """Status of corpus ``name`` under ``root`` (default: :func:`speechattn.utils.paths.data_root`)."""
     corpus = get_corpus(name)
     folder = data_root(root) / corpus.folder
     marker = read_marker(folder)
@@ -492,7 +492,7 @@ def prepare_corpus(
 
     Args:
         name: a key of :data:`speechattn.data.corpora.CORPORA`.
-        root: the data root (default: :func:`speechattn.paths.data_root`).
+        root: the data root (default: :func:`speechattn.utils.paths.data_root`).
         source: a prepared folder to import, a folder with the extracted
             original release, a local archive, or None to download.
         copy: import a prepared folder by copying instead of symlinking.

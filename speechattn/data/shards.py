@@ -58,7 +58,7 @@ from speechattn.audio import AudioError, FeatureConfig, FeatureExtractor, load_a
 from speechattn.data.augment import random_crop
 from speechattn.data.featcache import frontend_versions
 from speechattn.data.manifest import Manifest
-from speechattn.training.checkpoint import atomic_write
+from speechattn.utils.files import atomic_write
 
 __all__ = [
     "INDEX_NAME",
@@ -470,7 +470,7 @@ class ShardDataset(IterableDataset):
         seed: seeds the shard order, crops and shuffling, with the epoch, rank and worker.
         shuffle_buffer: crops held for shuffling, per worker (memory: buffer x crop x dim x 2-4 bytes).
         rank, world: this process's rank and the world size (default:
-            :func:`speechattn.training.distributed.rank_world` when the epoch is set).
+            :func:`speechattn.utils.distributed.rank_world` when the epoch is set).
     """
 
     def __init__(
@@ -502,7 +502,7 @@ class ShardDataset(IterableDataset):
     def _rank_world(self) -> tuple[int, int]:
         rank, world = self._fixed
         if rank is None or world is None:
-            from speechattn.training.distributed import rank_world
+            from speechattn.utils.distributed import rank_world
 
             rank, world = rank_world()
         return rank, world

@@ -231,10 +231,10 @@ def plot_det(scores: Any, labels: Any, path: str | os.PathLike[str], title: str 
     if title is not None:
         ax.set_title(title)
     fig.tight_layout()
-    from speechattn.outputs import write_output
+    from speechattn.utils.files import atomic_write
 
     out = Path(path)
-    write_output(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))  # atomically
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))  # atomically
     return out
 
 

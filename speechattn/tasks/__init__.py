@@ -81,7 +81,7 @@ def train_recipe(
     prepares the data (feature caches) while the others wait, then they read it.
     """
     from speechattn.config import save_recipe
-    from speechattn.training import distributed
+    from speechattn.utils import distributed
     from speechattn.training.trainer import Trainer, _device_for, seed_everything
 
     if device is not None:

@@ -31,10 +31,10 @@ from speechattn.decoding.ctc import CTCHypothesis, greedy_decode, prefix_beam_se
 from speechattn.metrics.errors import ErrorRate
 from speechattn.models.ctc import CTCModel
 from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
-from speechattn.paths import data_root as resolve_data_root
+from speechattn.utils.paths import data_root as resolve_data_root
 from speechattn.text import CharTokenizer, Lexicon, PhoneTokenizer, Tokenizer, encode_corpus
 from speechattn.training.checkpoint import save_model
-from speechattn.training.distributed import rank_slice, rank_world
+from speechattn.utils.distributed import rank_slice, rank_world
 from speechattn.training.trainer import TrainConfig
 
 __all__ = [

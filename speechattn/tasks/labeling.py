@@ -37,11 +37,11 @@ from speechattn.metrics.detection import DetectionCounts
 from speechattn.models.labeler import FrameLabeler
 from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
 from speechattn.nn.masks import frame_mask
-from speechattn.paths import data_root as resolve_data_root
+from speechattn.utils.paths import data_root as resolve_data_root
 from speechattn.postprocess import PostprocessConfig, decode
 from speechattn.tasks.ctc import spec_augment_on
 from speechattn.training.checkpoint import save_model
-from speechattn.training.distributed import rank_slice, rank_world
+from speechattn.utils.distributed import rank_slice, rank_world
 from speechattn.training.trainer import TrainConfig
 
 __all__ = [

@@ -39,9 +39,9 @@ from speechattn.models.speaker import SpeakerEmbedder
 from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
 from speechattn.nn.losses import build_loss
 from speechattn.nn.masks import frame_mask
-from speechattn.paths import data_root as resolve_data_root
+from speechattn.utils.paths import data_root as resolve_data_root
 from speechattn.training.checkpoint import save_model
-from speechattn.training.distributed import rank_world
+from speechattn.utils.distributed import rank_world
 from speechattn.training.trainer import TrainConfig
 
 __all__ = [

@@ -24,17 +24,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-__all__ = ["MODEL_FILE", "MODEL_INFO_FILE", "ModelFileError", "CheckpointError", "atomic_write", "save_weights",
-           "load_weights", "save_model", "load_model", "load_weights_into", "save_state", "load_state",
-           "write_json"]
+from speechattn.utils.files import atomic_write, write_json
+
+__all__ = ["MODEL_FILE", "MODEL_INFO_FILE", "ModelFileError", "CheckpointError", "save_weights",
+           "load_weights", "save_model", "load_model", "load_weights_into", "save_state", "load_state"]
 
 #: The model of a run: weights, with the metadata in the safetensors header.
 MODEL_FILE = "model.safetensors"
@@ -56,35 +56,6 @@ class CheckpointError(ValueError):
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
-
-
-def _default_mode() -> int:
-    """Permissions of a file created the usual way: ``0666`` minus the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then atomically move ``tmp_path`` to ``path``.
-
-    The file ends with the permissions of a file created the usual way (``0666`` minus the
-    umask), not the private ones of the temporary file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, _default_mode())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_weights(module_or_state: torch.nn.Module | dict[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:
@@ -228,9 +199,3 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a training checkpoint (a {type(state).__name__}, not a dict)")
     return state
-
-
-def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """Write JSON atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from speechattn.utils.files import atomic_open_write
 
 __all__ = ["RunLogger"]
 
@@ -46,12 +48,13 @@ class RunLogger:
         columns: list[str] = []
         for r in self.rows:
             columns += [c for c in r if c not in columns]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
+
+        def write(f: TextIO) -> None:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
+
+        atomic_open_write(self.path, write)
         if self.writer is not None:
             for key, value in row.items():
                 if isinstance(value, (int, float)) and key not in ("epoch", "step"):

@@ -26,9 +26,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from speechattn.device import autocast, resolve_device, resolve_precision
-from speechattn.training import distributed
-from speechattn.training.checkpoint import load_state, save_state, write_json
+from speechattn.utils.device import autocast, resolve_device, resolve_precision
+from speechattn.utils import distributed
+from speechattn.training.checkpoint import load_state, save_state
+from speechattn.utils.files import write_json
 from speechattn.training.logs import RunLogger
 from speechattn.training.optim import build_adamw
 from speechattn.training.schedule import warmup_cosine
@@ -112,7 +113,7 @@ class Task(Protocol):
     Before training, the trainer moves ``modules`` to its device and sets ``task.device``: the
     task puts its batches there in :meth:`training_step` and runs :meth:`evaluate` there. Under
     torchrun, :meth:`train_batches` yields this process's part of each global batch (see
-    :func:`speechattn.training.distributed.rank_slice`), the same number of batches on every
+    :func:`speechattn.utils.distributed.rank_slice`), the same number of batches on every
     rank; only rank 0 evaluates and saves.
     """
 

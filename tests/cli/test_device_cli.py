@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from speechattn.audio import save_audio
 from speechattn.cli.main import main
-from tests.test_device import write_untrained_run
+from tests.utils.test_device import write_untrained_run
 
 COMMANDS = ["label", "transcribe", "embed", "verify", "identify", "evaluate"]
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import speechattn.tasks
 from speechattn.cli.main import main
-from speechattn.outputs import write_output, write_text_output
+from speechattn.utils.files import atomic_write, atomic_write_text
 from tests.ctc_support import tiny_ctc_run
 from tests.labeling_support import tiny_label_run
 
@@ -66,7 +66,7 @@ def test_write_output_leaves_the_old_file_or_nothing(tmp_path, full_disk):
     old.write_bytes(b"previous result\n")  # write_bytes is not patched
     for target in (old, tmp_path / "new" / "fresh.txt"):
         with pytest.raises(OSError, match="No space left"):
-            write_text_output(target, "a result that never fully lands\n")
+            atomic_write_text(target, "a result that never fully lands\n")
     assert old.read_bytes() == b"previous result\n"
     assert _listing(tmp_path) == ["kept.txt", "new"] and _listing(tmp_path / "new") == []
 
@@ -76,7 +76,7 @@ def test_write_output_gives_normal_permissions(tmp_path):
 
     umask = os.umask(0o022)
     try:
-        path = write_output(tmp_path / "x.bin", lambda tmp: Path(tmp).write_bytes(b"x"))
+        path = atomic_write(tmp_path / "x.bin", lambda tmp: Path(tmp).write_bytes(b"x"))
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-import speechattn.training.distributed as distributed
+import speechattn.utils.distributed as distributed
 from speechattn.audio import FeatureConfig, FeatureExtractor
 from speechattn.data.augment import mix_noise, random_crops, spec_augment
 from speechattn.data.featcache import extract_features, frontend_versions

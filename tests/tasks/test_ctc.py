@@ -144,7 +144,7 @@ def test_transcriber_streams_a_file_like_the_offline_path(run, speechocean_dir, 
     from speechattn.transcriber import Transcriber
 
     run_dir, _ = run
-    monkeypatch.setattr("speechattn.device.cpu_has_native_bf16", lambda: False)  # fp32 on any CPU
+    monkeypatch.setattr("speechattn.utils.device.cpu_has_native_bf16", lambda: False)  # fp32 on any CPU
     model = Transcriber.from_run(run_dir, device="cpu")
     assert model.run_precision == "fp32"
     path = speechocean_dir / "audio" / "SPEAKER0001" / "000010011.ogg"

@@ -43,7 +43,7 @@ def test_training_from_audio_and_textgrid_writes_a_complete_run(run):
 
 def test_streaming_labels_equal_offline_labels_on_real_audio(run, speechocean_dir, tmp_path, monkeypatch):
     run_dir, _, _ = run
-    monkeypatch.setattr("speechattn.device.cpu_has_native_bf16", lambda: False)  # fp32 on any CPU
+    monkeypatch.setattr("speechattn.utils.device.cpu_has_native_bf16", lambda: False)  # fp32 on any CPU
     labeler = Labeler.from_run(run_dir, device="cpu")
     files = sorted((speechocean_dir / "audio").glob("SPEAKER0005/*.ogg"))[:4]
     wave = torch.cat([load_audio(f, 16000)[0] for f in files])

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from speechattn.data.batching import shuffled_batches, shuffled_steps
-from speechattn.training import distributed
+from speechattn.utils import distributed
 from speechattn.training.checkpoint import save_weights
 from speechattn.training.trainer import TrainConfig, Trainer
 

@@ -16,7 +16,7 @@ import torch
 
 from speechattn.data.batching import shuffled_batches
 from speechattn.training.checkpoint import load_weights
-from speechattn.training.distributed import rank_slice
+from speechattn.utils.distributed import rank_slice
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

@@ -35,7 +35,7 @@ from speechattn.training.checkpoint import (
     save_model,
     save_state,
 )
-from tests.test_device import write_untrained_run
+from tests.utils.test_device import write_untrained_run
 
 TASKS = ("speaker", "frame_labels", "ctc")
 WHAT = {"speaker": "speaker model", "frame_labels": "frame-labeling model", "ctc": "CTC model"}

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from speechattn.training.checkpoint import atomic_write, load_state, load_weights, save_weights
+from speechattn.training.checkpoint import load_state, load_weights, save_weights
 from speechattn.training.schedule import warmup_cosine
 from speechattn.training.trainer import TrainConfig, Trainer
 
@@ -170,7 +170,7 @@ def test_max_epochs_bounds_max_steps(tmp_path):
 
 
 def test_precision_auto_is_fp32_without_native_bf16(tmp_path, monkeypatch):
-    import speechattn.device as device
+    import speechattn.utils.device as device
 
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
     summary = Trainer(TrainConfig(max_epochs=1, device="cpu"), tmp_path, progress_bar=False).fit(ToyTask())
@@ -188,7 +188,7 @@ def test_bf16_autocast_training_runs(tmp_path):
 
 
 def _native_bf16() -> bool:
-    from speechattn.device import cpu_has_native_bf16
+    from speechattn.utils.device import cpu_has_native_bf16
 
     return cpu_has_native_bf16()
 
@@ -244,31 +244,6 @@ def test_adamw_betas_come_from_the_config(tmp_path):
     Trainer(config, tmp_path, progress_bar=False).fit(ToyTask())
     groups = load_state(tmp_path / "checkpoints" / "last.pt")["optimizer"]["param_groups"]
     assert groups and all(tuple(g["betas"]) == (0.8, 0.98) for g in groups)
-
-
-def test_atomic_write_keeps_old_file_on_failure(tmp_path):
-    target = tmp_path / "x.txt"
-    target.write_text("old")
-
-    def broken(tmp: str) -> None:
-        Path(tmp).write_text("half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        atomic_write(target, broken)
-    assert target.read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
-
-
-def test_atomic_write_gives_normal_permissions(tmp_path):
-    import os
-
-    old = os.umask(0o022)
-    try:
-        atomic_write(tmp_path / "m.json", lambda tmp: Path(tmp).write_text("{}"))
-    finally:
-        os.umask(old)
-    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644  # not the temporary file's 0600
 
 
 def test_resume_keeps_the_original_config(tmp_path, fsdd_dir):

@@ -1,4 +1,4 @@
-"""Device choice and hardware-aware precision (speechattn.device), and inference that follows the
+"""Device choice and hardware-aware precision (speechattn.utils.device), and inference that follows the
 hardware it runs on rather than the precision a model was trained in."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from speechattn import device as devmod
-from speechattn.device import autocast, cpu_has_native_bf16, resolve_device, resolve_precision
+from speechattn.utils import device as devmod
+from speechattn.utils.device import autocast, cpu_has_native_bf16, resolve_device, resolve_precision
 
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -113,7 +113,8 @@ def write_untrained_run(run_dir: Path, task: str, precision: str = "bf16") -> Pa
     model.json) of an untrained tiny model of ``task`` (``frame_labels``, ``ctc``, ``speaker``)."""
     from speechattn.config import save_recipe
     from speechattn.nn.encoder import EncoderConfig
-    from speechattn.training.checkpoint import save_weights, write_json
+    from speechattn.training.checkpoint import save_weights
+    from speechattn.utils.files import write_json
     from speechattn.training.trainer import TrainConfig
 
     torch.manual_seed(0)
