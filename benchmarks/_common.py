@@ -106,7 +106,7 @@ def environment() -> dict[str, Any]:
                        if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
     except (OSError, StopIteration):
         pass
-    from speechattn.device import cpu_has_native_bf16
+    from speechattn.utils.device import cpu_has_native_bf16
 
     return {
         "cpu": cpu,

@@ -345,7 +345,7 @@ def dev_set(recipe: Any, tokenizer: Any) -> tuple[list[Tensor], list[list[int]]]
     from speechattn.audio import FeatureExtractor
     from speechattn.data.featcache import extract_features
     from speechattn.data.splits import resolve_manifest
-    from speechattn.paths import data_root
+    from speechattn.utils.paths import data_root
     from speechattn.tasks.ctc import _subset, _texts, encoding_tokenizer
     from speechattn.text import encode_corpus
 

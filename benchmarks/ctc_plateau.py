@@ -50,7 +50,7 @@ class _Stop(Exception):
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import asr_baseline as ab
 
-    from speechattn.device import autocast, resolve_precision
+    from speechattn.utils.device import autocast, resolve_precision
     from speechattn.tasks import ctc, load_task_recipe
     from speechattn.training.trainer import Trainer, seed_everything
 

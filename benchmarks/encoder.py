@@ -97,7 +97,7 @@ def make_audio(path: Path, seconds: float, sample_rate: int = 16000) -> str:
     available (speechocean762 dev utterances, looped), otherwise noise."""
     import soundfile as sf
 
-    from speechattn.paths import data_root
+    from speechattn.utils.paths import data_root
 
     sources = sorted((data_root() / "speechocean762" / "audio").glob("*/*.ogg"))[:200]
     total = int(seconds * sample_rate)

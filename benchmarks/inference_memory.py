@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import struct
@@ -234,7 +233,7 @@ def main() -> None:
         args.hours, args.files = 0.05, "1,10"
     counts = [int(c) for c in args.files.split(",") if c.strip()]
 
-    from speechattn.paths import data_root
+    from speechattn.utils.paths import data_root
 
     root = data_root().absolute()
     if args.speaker_run is None or args.label_run is None:

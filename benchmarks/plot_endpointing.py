@@ -36,7 +36,7 @@ def main() -> None:
     from speechattn.audio import load_audio
     from speechattn.data.splits import resolve_manifest
     from speechattn.data.vad_sim import EndpointConfig, endpoint, frame_energy_db
-    from speechattn.paths import data_root
+    from speechattn.utils.paths import data_root
 
     manifest = resolve_manifest(args.data, data_root())
     cfg = EndpointConfig()

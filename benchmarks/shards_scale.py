@@ -412,7 +412,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.json == str(DEFAULT_JSON):
             args.json = str(Path(args.work_dir) / "shards_scale.json")
     if args.data_root is None:
-        from speechattn.paths import data_root
+        from speechattn.utils.paths import data_root
 
         args.data_root = str(data_root().absolute())
     return args

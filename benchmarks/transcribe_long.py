@@ -280,7 +280,7 @@ def main() -> None:
         args.run_dir = smoke_run(args.out_dir)
 
     from speechattn.inference import load_run_recipe
-    from speechattn.paths import data_root
+    from speechattn.utils.paths import data_root
 
     recipe = load_run_recipe(args.run_dir)
     if recipe.task != "ctc":
