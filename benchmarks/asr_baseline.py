@@ -169,7 +169,7 @@ def conformer_encoder(recipe: Any, ffn_dim: int, kernel_size: int, init_scale: f
 
 def truncated_encoder(recipe: Any) -> nn.Module:
     """The recipe's encoder, built exactly as the task builds it."""
-    from speechattn.tasks.ctc import build_ctc_model
+    from speechattn.recipes.builders import build_ctc_model
 
     return build_ctc_model(recipe, 2).encoder
 
@@ -202,7 +202,7 @@ def overrides_for(args: argparse.Namespace, model: str | None = None) -> list[st
 
 
 def load(args: argparse.Namespace, model: str | None = None) -> Any:  # -> CTCRecipe
-    from speechattn.tasks import load_task_recipe
+    from speechattn.recipes import load_task_recipe
 
     recipe = load_task_recipe(args.recipe, overrides_for(args, model))
     if recipe.task != "ctc":
@@ -324,7 +324,7 @@ def load_trained(run_dir: Path) -> tuple[Any, nn.Module, Any]:
     """(recipe, CTCModel in eval mode, tokenizer) of a run written by the training worker,
     rebuilt the way it was trained (the Conformer from its conformer.json)."""
     from speechattn.inference import load_run
-    from speechattn.tasks.ctc import build_ctc_model
+    from speechattn.recipes.builders import build_ctc_model
     from speechattn.text import tokenizer_from_dict
 
     recipe, weights, info = load_run(run_dir, "ctc", "CTC model")
@@ -346,13 +346,13 @@ def dev_set(recipe: Any, tokenizer: Any) -> tuple[list[Tensor], list[list[int]]]
     from speechattn.data.featcache import extract_features
     from speechattn.data.splits import resolve_manifest
     from speechattn.utils.paths import data_root
-    from speechattn.tasks.ctc import _subset, _texts, encoding_tokenizer
+    from speechattn.tasks.ctc import _subset, encoding_tokenizer, manifest_texts
     from speechattn.text import encode_corpus
 
     cfg = recipe.data
     root = data_root(cfg.root)
     manifest = _subset(resolve_manifest(cfg.dev, root), cfg.max_dev_utterances)
-    encoded = encode_corpus(encoding_tokenizer(tokenizer, recipe.data, root), _texts(manifest, "dev"))
+    encoded = encode_corpus(encoding_tokenizer(tokenizer, recipe.data, root), manifest_texts(manifest, "dev"))
     manifest = manifest.filter(lambda u: u.id in encoded.ids)
     fs = extract_features(manifest, FeatureExtractor(recipe.features), desc="dev features", progress=False)
     return fs.feats, [encoded.ids[u.id] for u in fs.manifest]
@@ -362,7 +362,8 @@ def measure_speed(models: list[str], args: argparse.Namespace) -> dict[str, Any]
     """Whole-dev offline decoding time of every model (interleaved, median), plus PER checks."""
 
     from speechattn.data.batching import length_batches
-    from speechattn.tasks.ctc import decode_log_probs, score_transcripts
+    from speechattn.decoding.ctc import decode_log_probs
+    from speechattn.metrics.errors import score_transcripts
 
     torch.set_num_threads(args.threads)
     nets: dict[str, nn.Module] = {}
@@ -532,7 +533,7 @@ def main() -> None:
             print(json.dumps(measure_speed(args.worker[1:], args)))
         return
 
-    from speechattn.config import ConfigError
+    from speechattn.recipes.schema import ConfigError
 
     try:
         recipe = load(args)  # fails fast on a bad recipe or override

@@ -48,7 +48,7 @@ SMOKE_OVERRIDES = ["data.max_train_utterances=200", "data.max_dev_utterances=20"
 def measure(model: str, multiple: int, args: argparse.Namespace) -> dict[str, Any]:
     """One (model, pad_multiple) pair, in this (worker) process."""
     from speechattn.data.batching import padded_length
-    from speechattn.tasks import load_task_recipe
+    from speechattn.recipes import load_task_recipe
     from speechattn.tasks.ctc import CTCTask
     from speechattn.training.optim import build_adamw
 

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import asr_baseline as ab
 
     from speechattn.utils.device import autocast, resolve_precision
-    from speechattn.tasks import ctc, load_task_recipe
+    from speechattn.recipes import load_task_recipe
+    from speechattn.tasks import ctc
     from speechattn.training.trainer import Trainer, seed_everything
 
     overrides = ["train.batch_size=16", f"train.seed={args.seed}", "train.max_minutes=null",

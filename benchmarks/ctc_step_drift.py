@@ -55,7 +55,7 @@ def main() -> None:
         parser.error("--minutes must be > 0, --block and --start-epoch >= 1, --probe >= 0")
 
     from speechattn.data.batching import padded_length
-    from speechattn.tasks import load_task_recipe
+    from speechattn.recipes import load_task_recipe
     from speechattn.tasks.ctc import CTCTask
     from speechattn.training.optim import build_adamw
 

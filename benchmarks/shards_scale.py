@@ -296,7 +296,7 @@ def train_worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from _common import training_stepper
-    from speechattn.tasks import load_task_recipe
+    from speechattn.recipes import load_task_recipe
     from speechattn.tasks.speaker import SpeakerTask
     from speechattn.training.optim import build_adamw
     from speechattn.training.trainer import seed_everything
@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         logged_worker(Path(args.log), lambda: train_worker(args))
         return
-    from speechattn.tasks import load_task_recipe
+    from speechattn.recipes import load_task_recipe
 
     recipe = load_task_recipe(RECIPE, recipe_overrides(args, None))
     build = {}

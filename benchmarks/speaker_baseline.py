@@ -79,8 +79,8 @@ def overrides_for(args: argparse.Namespace, model: str | None = None) -> list[st
 
 
 def load(args: argparse.Namespace, model: str | None = None):  # -> SpeakerRecipe
-    from speechattn.config import load_recipe
-    from speechattn.tasks.speaker import SpeakerRecipe
+    from speechattn.recipes.schema import load_recipe
+    from speechattn.recipes.speaker import SpeakerRecipe
 
     return load_recipe(SpeakerRecipe, args.recipe, overrides_for(args, model))
 
@@ -92,7 +92,7 @@ def build_model(name: str, recipe: Any, feature_dim: int) -> torch.nn.Module | N
         from ecapa import EcapaEmbedder
 
         return EcapaEmbedder(input_dim=feature_dim)
-    from speechattn.tasks.speaker import build_embedder
+    from speechattn.recipes.builders import build_embedder
 
     return build_embedder(recipe.model, feature_dim)
 
@@ -153,7 +153,7 @@ def measure_speed(models: list[str], args: argparse.Namespace) -> dict[str, Any]
     """Median ms per embedding of one 3 s / 30 s utterance, all models in this process,
     interleaved call by call (rotating the order), fp32 and (if the recipe's) bf16 autocast."""
     from speechattn.audio import FeatureExtractor
-    from speechattn.tasks.speaker import normalize_features
+    from speechattn.models.speaker import normalize_features
 
     torch.set_num_threads(args.threads)
     recipe = load(args)
@@ -167,7 +167,7 @@ def measure_speed(models: list[str], args: argparse.Namespace) -> dict[str, Any]
         weights = Path(args.out_dir) / name / "model.safetensors"
         loaded = False
         if weights.exists():  # the trained weights, when present (speed does not depend on them)
-            from speechattn.training.checkpoint import load_weights
+            from speechattn.models.files import load_weights
 
             try:
                 net.load_state_dict(load_weights(weights))
@@ -311,7 +311,7 @@ def main() -> None:
         from ecapa import INSTALL_HINT
 
         parser.exit(2, f"the ecapa model needs SpeechBrain; install it with:\n    {INSTALL_HINT}\n")
-    from speechattn.config import ConfigError
+    from speechattn.recipes.schema import ConfigError
 
     try:
         recipe = load(args)  # fails fast on a bad recipe or override

@@ -19,11 +19,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, print_table, timed, write_json  # noqa: E402
 
-from speechattn.config import load_recipe  # noqa: E402
+from speechattn.recipes.schema import load_recipe  # noqa: E402
 from speechattn.utils.device import autocast, resolve_device, resolve_precision  # noqa: E402
 from speechattn.nn.losses import build_loss  # noqa: E402
 from speechattn.nn.subsampling import Subsampling  # noqa: E402
-from speechattn.tasks.speaker import SpeakerRecipe, build_embedder  # noqa: E402
+from speechattn.recipes.builders import build_embedder
+from speechattn.recipes.speaker import SpeakerRecipe
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -76,7 +76,7 @@ Segments = list  # list[speechattn.data.labels.Segment]
 
 
 def system_ours(run_dir: Path) -> Callable[[Path], Segments]:
-    from speechattn.labeler import Labeler
+    from speechattn.inference import Labeler
 
     labeler = Labeler.from_run(run_dir)
     return lambda path: labeler.label_file(path).segments
@@ -235,7 +235,7 @@ def rss_worker(run_dir: str, path: str, threads: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
-    from speechattn.labeler import Labeler
+    from speechattn.inference import Labeler
 
     labeler = Labeler.from_run(run_dir)
     start = time.perf_counter()

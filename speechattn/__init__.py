@@ -34,8 +34,8 @@ _EXPORTS = {
     "MultiHeadSelfAttention": "speechattn.nn.multihead",
     "EncoderStream": "speechattn.nn.streaming",
     "SpeakerRecognizer": "speechattn.inference",
-    "Labeler": "speechattn.labeler",
-    "Transcriber": "speechattn.transcriber",
+    "Labeler": "speechattn.inference",
+    "Transcriber": "speechattn.inference",
     "FrameLabeler": "speechattn.models.labeler",
     "CTCModel": "speechattn.models.ctc",
 }
@@ -52,11 +52,9 @@ if TYPE_CHECKING:  # pragma: no cover
         iter_audio_blocks,
         load_audio,
     )
-    from speechattn.inference import SpeakerRecognizer
-    from speechattn.labeler import Labeler
+    from speechattn.inference import Labeler, SpeakerRecognizer, Transcriber
     from speechattn.models.ctc import CTCModel
     from speechattn.models.labeler import FrameLabeler
-    from speechattn.transcriber import Transcriber
     from speechattn.nn.attention import truncated_attention
     from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
     from speechattn.nn.multihead import MultiHeadSelfAttention

@@ -30,3 +30,30 @@ def test_unknown_attribute():
 
     with pytest.raises(AttributeError):
         speechattn.does_not_exist  # noqa: B018
+
+
+def test_every_public_name_resolves_and_inference_loads_no_training_code():
+    """Each name of ``speechattn.__all__`` (the README's ``from speechattn import ...``) imports,
+    and using trained runs (:mod:`speechattn.inference`) loads no training code."""
+    code = (
+        "import sys, speechattn\n"
+        "missing = [n for n in speechattn.__all__ if getattr(speechattn, n, None) is None]\n"
+        "bad = [m for m in sys.modules if m.startswith(('speechattn.training', 'speechattn.tasks', 'speechattn.cli'))]\n"
+        "print(missing, bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] []"
+
+
+def test_old_inference_module_paths_still_work_with_a_deprecation_warning():
+    import importlib
+
+    import pytest
+
+    from speechattn.inference import Labeler, Transcriber
+
+    for old, cls in (("speechattn.labeler", Labeler), ("speechattn.transcriber", Transcriber)):
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match="speechattn.inference"):
+            module = importlib.import_module(old)
+        assert getattr(module, cls.__name__) is cls

@@ -65,7 +65,7 @@ def transcribe(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_d
                beam: int | None, progress: bool | None, device: Any) -> None:
     """Transcribe audio files."""
     from speechattn.utils.files import atomic_write_text
-    from speechattn.transcriber import Transcriber
+    from speechattn.inference import Transcriber
 
     model = Transcriber.from_run(run_dir, beam=beam, device=device)
     stdout = click.get_text_stream("stdout")

@@ -81,16 +81,16 @@ def evaluate(ctx: click.Context, run_dir: Path, data_ref: str, trials: Path | No
     report = BatchReport()
     with _reporting_skips_ourselves():
         if task == "frame_labels":
-            from speechattn.tasks.labeling import evaluate_run as evaluate_labels
+            from speechattn.evaluation.labeling import evaluate_run as evaluate_labels
 
             metrics = evaluate_labels(run_dir, data_ref, data_root=data_root, device=device, on_skip=report.fail)
         elif task == "ctc":
-            from speechattn.tasks.ctc import evaluate_run as evaluate_ctc
+            from speechattn.evaluation.ctc import evaluate_run as evaluate_ctc
 
             metrics = evaluate_ctc(run_dir, data_ref, data_root=data_root, beam=beam, device=device,
                                    on_skip=report.fail)
         else:
-            from speechattn.tasks.speaker import evaluate_run as evaluate_speaker
+            from speechattn.evaluation.speaker import evaluate_run as evaluate_speaker
 
             metrics = evaluate_speaker(run_dir, data_ref, trials=trials, cohort=cohort_ref, det_path=det,
                                        data_root=data_root, device=device, on_skip=report.fail)

@@ -77,7 +77,7 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
 def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str, plot: bool,
           progress: bool | None, device: Any) -> None:
     """Label the frames of audio files."""
-    from speechattn.labeler import Labeler, plot_labels
+    from speechattn.inference import Labeler, plot_labels
 
     if out_dir is None and (fmt == "textgrid" or plot):
         raise click.UsageError(f"{'--plot' if plot else '--format textgrid'} writes files: give -o DIR")

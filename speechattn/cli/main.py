@@ -298,7 +298,7 @@ def data_shard(data_ref: str, out: Path, recipe_path: Path, shard_size: int, roo
     from speechattn.data.shards import summarize, write_shards
     from speechattn.data.splits import resolve_manifest
     from speechattn.utils.paths import data_root
-    from speechattn.tasks import load_task_recipe
+    from speechattn.recipes import load_task_recipe
 
     recipe = load_task_recipe(recipe_path)
     features = getattr(recipe, "features", None)

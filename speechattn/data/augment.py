@@ -91,3 +91,12 @@ def spec_augment(x: Tensor, config: AugmentConfig, generator: torch.Generator) -
         else:
             x.masked_fill_(masked[:, None, :], 0.0)
     return x
+
+
+def spec_augment_on(x: Tensor, config: AugmentConfig, generator: torch.Generator) -> Tensor:
+    """:func:`~speechattn.data.augment.spec_augment` of features on any device: the masks are drawn
+    on the CPU from ``generator`` (the same draws as for CPU features) and applied where ``x`` is."""
+    if x.device.type == "cpu":
+        return spec_augment(x, config, generator)
+    keep = spec_augment(torch.ones(x.shape, dtype=torch.bool), config, generator)
+    return x.masked_fill(~keep.to(x.device, non_blocking=True), 0.0)

@@ -28,10 +28,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from speechattn.audio import AudioError, FeatureExtractor, load_audio
-from speechattn.data.manifest import Manifest
+from speechattn.data.manifest import Manifest, Utterance
 from speechattn.utils.files import atomic_write
 
-__all__ = ["FeatureSet", "extract_features", "perturbed_features", "cache_dir", "features_dir", "CacheEntry",
+__all__ = ["FeatureSet", "extract_features", "perturbed_features", "noise_features", "cache_dir", "features_dir", "CacheEntry",
            "cache_entries", "clear_cache", "frontend_versions"]
 
 log = logging.getLogger(__name__)
@@ -250,3 +250,26 @@ def perturbed_features(
         return sets[0]
     return FeatureSet(Manifest([u for fs in sets for u in fs.manifest]), [f for fs in sets for f in fs.feats],
                       {k: v for fs in sets for k, v in fs.failures.items()})
+
+
+#: Audio files a noise folder may hold.
+NOISE_SUFFIXES = (".flac", ".wav", ".ogg")
+
+
+def noise_features(folder: Path, extractor: FeatureExtractor, *, min_frames: int = 1,
+                   progress: bool | None = None) -> Tensor:
+    """The features of every noise recording in ``folder`` at least ``min_frames`` long, end to
+    end: (frames, dim), for :func:`speechattn.data.augment.mix_noise` (cached like any features).
+
+    Raises:
+        ValueError: no audio in ``folder``, or no recording of ``min_frames`` frames.
+    """
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in NOISE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}: no noise audio found (set data.noise: null to train without noise)")
+    noise = extract_features(Manifest([Utterance(id=p.stem, path=p) for p in files]), extractor,
+                             desc="noise features", progress=progress)
+    long_enough = [f for f in noise.feats if f.shape[0] >= min_frames]
+    if not long_enough:
+        raise ValueError(f"{folder}: no noise recording is {min_frames} frames long or longer (a training crop)")
+    return torch.cat(long_enough)

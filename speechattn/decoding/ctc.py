@@ -264,3 +264,11 @@ def spans_to_times(spans: Sequence[tuple[int, int]], hop: float, offset: float =
     if not hop > 0:
         raise ValueError(f"hop must be > 0, got {hop}")
     return [(round(offset + a * hop, 6), round(offset + (b + 1) * hop, 6)) for a, b in spans]
+
+
+def decode_log_probs(log_probs: Tensor, lengths: Tensor, beam: int = 1) -> list[CTCHypothesis]:
+    """Best hypothesis of each row of (batch, T', V) log-probs: greedy or prefix beam search."""
+    if beam <= 1:
+        return greedy_decode(log_probs, lengths)
+    return [prefix_beam_search(log_probs[i, : int(lengths[i])].float().cpu().numpy(), beam=beam)[0]
+            for i in range(log_probs.shape[0])]

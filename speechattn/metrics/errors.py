@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from speechattn.text.tokenizers import Tokenizer
+
 __all__ = ["ErrorRate", "edit_ops"]
 
 
@@ -85,3 +87,22 @@ class ErrorRate:
 
         return {prefix: self.rate, f"{prefix}_sub": frac(self.substitutions), f"{prefix}_del": frac(self.deletions),
                 f"{prefix}_ins": frac(self.insertions)}
+
+
+def score_transcripts(tokenizer: Tokenizer, refs: Sequence[Sequence[int]], hyps: Sequence[Sequence[int]]
+                      ) -> dict[str, float]:
+    """Token error rate (``per`` for phones, ``cer`` for characters, word boundaries excluded)
+    and, when the tokens spell words, ``wer``."""
+    name = "cer" if tokenizer.kind == "chars" else "per"
+    tokens, words = ErrorRate(), ErrorRate()
+    for ref, hyp in zip(refs, hyps):
+        r_text, h_text = tokenizer.decode(ref), tokenizer.decode(hyp)
+        if tokenizer.predicts_words:
+            tokens.update(list(r_text.replace(" ", "")), list(h_text.replace(" ", "")))
+            words.update(r_text.split(), h_text.split())
+        else:
+            tokens.update(r_text.split(), h_text.split())
+    out = tokens.as_dict(name)
+    if tokenizer.predicts_words:
+        out.update(words.as_dict("wer"))
+    return out

@@ -7,8 +7,13 @@ saved with the weights), so with the truncated encoder the whole chain streams e
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Sequence
 
+import torch
+from torch import Tensor, nn
+
+from speechattn.data.batching import length_batches
+from speechattn.decoding.ctc import CTCHypothesis, decode_log_probs
 from speechattn.models.frame_head import FrameHeadModel
 
 __all__ = ["CTCModel"]
@@ -37,3 +42,17 @@ class CTCModel(FrameHeadModel):
     @property
     def vocab_size(self) -> int:
         return self.num_outputs
+
+
+def decode_features(model: nn.Module, feats: Sequence[Tensor], beam: int = 1, batch_frames: int = 60000,
+                    device: torch.device | str = "cpu") -> list[CTCHypothesis]:
+    """Best hypothesis of each whole utterance's (frames, dim) CPU features, batched by similar
+    length; the model runs on ``device``, where it is, and the decoding on the CPU (offline path;
+    call in eval mode, under inference mode / autocast as wanted)."""
+    out: list[CTCHypothesis | None] = [None] * len(feats)
+    for idx, x, lengths in length_batches(feats, batch_frames):
+        logits, out_lengths = model(x.to(device), lengths.to(device))
+        log_probs = logits.float().log_softmax(-1).cpu()
+        for j, hyp in zip(idx, decode_log_probs(log_probs, out_lengths.cpu(), beam)):
+            out[j] = hyp
+    return out  # type: ignore[return-value]

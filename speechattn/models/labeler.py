@@ -7,10 +7,13 @@ streams exactly: :meth:`FrameLabeler.stream` gives the offline logits chunk by c
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
+import numpy as np
+import torch
 from torch import Tensor, nn
 
+from speechattn.data.batching import length_batches
 from speechattn.models.frame_head import FrameHeadModel, FrameHeadStream
 from speechattn.nn.encoder import TruncatedEncoder
 
@@ -67,3 +70,16 @@ class FrameLabeler(FrameHeadModel):
 
 #: The frame labeler's stream (the same class serves every frame-head model).
 LabelerStream = FrameHeadStream
+
+
+def batch_posteriors(model: FrameLabeler, feats: Sequence[Tensor], batch_frames: int = 200000,
+                     device: torch.device | str = "cpu") -> list[np.ndarray]:
+    """(T'_i, K) float32 posteriors of whole (CPU) feature sequences (offline, batched by length),
+    computed on ``device``, where ``model`` is."""
+    out: list[np.ndarray | None] = [None] * len(feats)
+    for idx, x, lengths in length_batches(feats, batch_frames):
+        logits, out_lengths = model(x.to(device), lengths.to(device))
+        post, out_lengths = model.posteriors(logits).cpu(), out_lengths.cpu()
+        for j, i in enumerate(idx):
+            out[i] = post[j, : int(out_lengths[j])].numpy()
+    return out  # type: ignore[return-value]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor, nn
 
+from speechattn.data.batching import length_batches
 from speechattn.nn.encoder import TruncatedEncoder
+from speechattn.nn.masks import frame_mask
 from speechattn.nn.pooling import build_pooling
 
 __all__ = ["SpeakerEmbedder", "AGGREGATIONS"]
@@ -57,3 +61,37 @@ class SpeakerEmbedder(nn.Module):
             frames, out_lengths = self.encoder(features, lengths)
         pooled = self.pooling(frames, out_lengths.clamp(min=1))
         return self.embed_norm(self.embedding(self.pooled_norm(pooled.float())))
+
+
+def normalize_features(x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
+    """Per-utterance mean (and variance) normalisation of (batch, frames, dim) over valid frames."""
+    if mode == "none":
+        return x
+    if lengths is None:
+        out = x - x.mean(dim=1, keepdim=True)
+        if mode == "mean_var":
+            out = out / out.pow(2).mean(dim=1, keepdim=True).sqrt().clamp(min=1e-5)
+        return out
+    valid = frame_mask(lengths, x.shape[1])[..., None].to(x.dtype)
+    count = lengths.clamp(min=1)[:, None, None].to(x.dtype)
+    mean = (x * valid).sum(1, keepdim=True) / count
+    out = (x - mean) * valid
+    if mode == "mean_var":
+        std = ((out**2).sum(1, keepdim=True) / count).sqrt().clamp(min=1e-5)
+        out = out / std
+    return out
+
+
+def embed_feature_list(
+    embedder: nn.Module, feats: Sequence[Tensor], normalize: str, batch_frames: int = 40000,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """(N, E) embeddings (on the CPU) of whole utterances, batched by similar length and computed on
+    ``device``, where ``embedder`` is (call in eval mode)."""
+    out: list[Tensor | None] = [None] * len(feats)
+    for idx, x, lengths in length_batches(feats, batch_frames):
+        x, lengths = x.to(device), lengths.to(device)
+        emb = embedder(normalize_features(x, lengths, normalize), lengths).float().cpu()
+        for j, i in enumerate(idx):
+            out[i] = emb[j]
+    return torch.stack(out)  # type: ignore[arg-type]

@@ -21,12 +21,17 @@ outputs for them come back; the half-rate layers keep their caches in half-rate 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from speechattn.nn.attention import truncated_attention
-from speechattn.nn.encoder import EncoderLayer, TruncatedEncoder, average_pairs, double_rate
+from speechattn.nn.layers import EncoderLayer, average_pairs, double_rate
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only: the encoder imports this module
+    from speechattn.nn.encoder import TruncatedEncoder
 
 __all__ = ["EncoderStream"]
 

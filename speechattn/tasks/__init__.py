@@ -1,4 +1,5 @@
-"""Tasks: each pairs a typed recipe with a training task for the shared trainer.
+"""Training tasks: each turns its recipe (:mod:`speechattn.recipes`) into data, a model and a
+training step for the shared trainer (:mod:`speechattn.training.trainer`).
 
 ``train_recipe`` reads a recipe's ``task:`` key, validates the whole file into that task's
 recipe class, and runs the trainer in a run directory.
@@ -10,45 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["RECIPES", "recipe_class", "train_recipe", "load_task_recipe", "choose_run_dir"]
+__all__ = ["train_recipe", "choose_run_dir"]
 
 log = logging.getLogger(__name__)
-
-
-#: task name -> "module:recipe class"; a recipe imports only its own task's code.
-_RECIPE_CLASSES = {
-    "speaker": "speechattn.tasks.speaker:SpeakerRecipe",
-    "frame_labels": "speechattn.tasks.labeling:LabelRecipe",
-    "ctc": "speechattn.tasks.ctc:CTCRecipe",
-}
-
-RECIPES = tuple(_RECIPE_CLASSES)
-
-
-def recipe_class(task: str) -> type:
-    """The recipe dataclass of ``task`` (a key of :data:`RECIPES`)."""
-    import importlib
-
-    module, _, name = _RECIPE_CLASSES[task].partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def load_task_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Any:
-    """Validate a recipe file (plus ``--set`` overrides) into its task's recipe dataclass."""
-    import yaml
-
-    from speechattn.config import ConfigError, load_recipe
-
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) if path.exists() else None
-    except yaml.YAMLError:
-        raw = None  # load_recipe reports the syntax error with its line
-    task = raw.get("task", "speaker") if isinstance(raw, dict) else "speaker"
-    if task not in _RECIPE_CLASSES:
-        raise ConfigError(f"'task' must be one of {sorted(_RECIPE_CLASSES)}, got {task!r}", source=str(path),
-                          key="task")
-    return load_recipe(recipe_class(task), path, overrides)
 
 
 def choose_run_dir(recipe_path: str | Path, run_dir: str | Path | None, resume: bool) -> Path:
@@ -80,9 +45,10 @@ def train_recipe(
     Under ``torchrun`` every process calls this: the processes join one group first, rank 0
     prepares the data (feature caches) while the others wait, then they read it.
     """
-    from speechattn.config import save_recipe
-    from speechattn.utils import distributed
+    from speechattn.recipes import load_task_recipe
+    from speechattn.recipes.schema import save_recipe
     from speechattn.training.trainer import Trainer, _device_for, seed_everything
+    from speechattn.utils import distributed
 
     if device is not None:
         overrides = [*overrides, f"train.device={device}"]

@@ -1,4 +1,4 @@
-"""CTC transcription: recipe, training task and evaluation (``task: ctc``).
+"""CTC transcription: the training task (``task: ctc``; recipe: :mod:`speechattn.recipes.ctc`; metrics of a trained run: :mod:`speechattn.evaluation.ctc`).
 
 Targets are phones (words looked up in a pronunciation lexicon, stress optionally stripped) or
 characters (with ``|`` between words), see :mod:`speechattn.text`. Utterances whose transcript
@@ -13,139 +13,37 @@ for phones, CER for characters) and, for characters, the word error rate.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from speechattn.audio import CMVNStats, FeatureConfig, FeatureExtractor, GlobalCMVN
-from speechattn.data.augment import AugmentConfig, spec_augment
-from speechattn.data.batching import bucketed_batches, length_batches, pad_batch, shortest_first_batches
+from speechattn.audio import CMVNStats, FeatureExtractor, GlobalCMVN
+from speechattn.data.augment import spec_augment_on
+from speechattn.data.batching import bucketed_batches, pad_batch, shortest_first_batches
 from speechattn.data.featcache import FeatureSet, extract_features, perturbed_features
-from speechattn.data.labels import FrameGrid
 from speechattn.data.manifest import Manifest
 from speechattn.data.splits import resolve_manifest
-from speechattn.decoding.ctc import CTCHypothesis, greedy_decode, prefix_beam_search
-from speechattn.metrics.errors import ErrorRate
-from speechattn.models.ctc import CTCModel
-from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
-from speechattn.utils.paths import data_root as resolve_data_root
-from speechattn.text import CharTokenizer, Lexicon, PhoneTokenizer, Tokenizer, encode_corpus
-from speechattn.training.checkpoint import save_model
+from speechattn.decoding.ctc import CTCHypothesis
+from speechattn.metrics.errors import score_transcripts
+from speechattn.models.ctc import decode_features
+from speechattn.models.files import save_model
+from speechattn.recipes.builders import build_ctc_model, output_grid
+from speechattn.recipes.ctc import CTCDataConfig, CTCRecipe
+from speechattn.text import (
+    CharTokenizer,
+    Lexicon,
+    PhoneTokenizer,
+    Tokenizer,
+    encode_corpus,
+)
 from speechattn.utils.distributed import rank_slice, rank_world
-from speechattn.training.trainer import TrainConfig
+from speechattn.utils.paths import data_root as resolve_data_root
 
-__all__ = [
-    "CTCDataConfig",
-    "CTCModelConfig",
-    "CTCDecodeConfig",
-    "CTCRecipe",
-    "CTCTask",
-    "build_ctc_model",
-    "build_tokenizer",
-    "encoding_tokenizer",
-    "ctc_grid",
-    "decode_log_probs",
-    "decode_features",
-    "score_transcripts",
-    "spec_augment_on",
-    "evaluate_run",
-]
+__all__ = ["CTCTask", "build_tokenizer", "encoding_tokenizer", "manifest_texts"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CTCDataConfig:
-    """Transcribed data. ``train`` / ``dev`` are references under the data root (Kaldi dir with
-    ``text``, CSV or JSONL manifest with a ``text`` column, see :mod:`speechattn.data.splits`)."""
-
-    train: str = "speechocean762/train"
-    dev: str = "speechocean762/dev"
-    root: str | None = None
-    tokens: Literal["phones", "chars"] = "phones"
-    #: pronunciation lexicon (under the data root, or absolute) for ``tokens: phones``.
-    lexicon: str | None = "speechocean762/lexicon.txt"
-    strip_stress: bool = True
-    #: speed-perturbation factors of the training audio (each factor adds a copy).
-    speed_perturb: list[float] = field(default_factory=lambda: [1.0])
-    #: training utterances longer than this are left out (memory of a padded batch).
-    max_seconds: float = 30.0
-    #: training batches are padded to a multiple of this many frames (fewer distinct shapes:
-    #: faster CPU steps; padded frames are masked everywhere in our encoder).
-    pad_multiple: int = 32
-    #: the first this many epochs visit the training batches from the shortest utterances to
-    #: the longest (SortaGrad) instead of in random order: CTC leaves its all-blank plateau
-    #: more reliably (RESULTS.md, CTC section).
-    sortagrad_epochs: int = 0
-    max_train_utterances: int | None = None
-    max_dev_utterances: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.tokens == "phones" and not self.lexicon:
-            raise ValueError("tokens: phones needs data.lexicon (a pronunciation lexicon)")
-        if not self.speed_perturb or any(f <= 0 for f in self.speed_perturb):
-            raise ValueError(f"speed_perturb must list factors > 0, got {self.speed_perturb}")
-        if self.max_seconds <= 0:
-            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
-        if self.pad_multiple < 1:
-            raise ValueError(f"pad_multiple must be >= 1, got {self.pad_multiple}")
-        if self.sortagrad_epochs < 0:
-            raise ValueError(f"sortagrad_epochs must be >= 0, got {self.sortagrad_epochs}")
-
-
-@dataclass
-class CTCModelConfig:
-    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(subsampling=4))
-    head_dropout: float = 0.1
-
-
-@dataclass
-class CTCDecodeConfig:
-    """Decoding: ``beam`` 1 is greedy (best path); > 1 is prefix beam search."""
-
-    beam: int = 1
-    batch_frames: int = 60000
-
-    def __post_init__(self) -> None:
-        if self.beam < 1 or self.batch_frames < 1:
-            raise ValueError(f"beam and batch_frames must be >= 1, got {self.beam}, {self.batch_frames}")
-
-
-@dataclass
-class CTCRecipe:
-    """A CTC transcription recipe (``task: ctc``)."""
-
-    task: Literal["ctc"] = "ctc"
-    data: CTCDataConfig = field(default_factory=CTCDataConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    model: CTCModelConfig = field(default_factory=CTCModelConfig)
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(noise_prob=0.0))
-    train: TrainConfig = field(default_factory=TrainConfig)
-    decode: CTCDecodeConfig = field(default_factory=CTCDecodeConfig)
-
-    def __post_init__(self) -> None:
-        if self.augment.noise_prob > 0:
-            raise ValueError("augment.noise_prob: noise mixing is not supported by ctc recipes; set it to 0")
-
-
-def build_ctc_model(recipe: CTCRecipe, vocab_size: int, encoder: nn.Module | None = None) -> CTCModel:
-    """The recipe's model; the encoder's input_dim is set from the features. ``encoder`` replaces
-    the recipe's truncated encoder (baselines train in the same harness this way)."""
-    if encoder is None:
-        enc_cfg = EncoderConfig(**{**recipe.model.encoder.__dict__, "input_dim": recipe.features.feature_dim})
-        encoder = TruncatedEncoder.from_config(enc_cfg)
-    return CTCModel(encoder, vocab_size, recipe.model.head_dropout)
-
-
-def ctc_grid(recipe: CTCRecipe) -> FrameGrid:
-    """Times of the model's output frames (Kaldi framing, then the encoder's subsampling)."""
-    feats = recipe.features
-    sub = recipe.model.encoder.subsampling
-    return FrameGrid.for_model(feats.frame_shift / feats.sample_rate, feats.frame_length / feats.sample_rate,
-                               sub, {1: 1, 2: 3, 4: 7}[sub])
 
 
 def _data_path(reference: str, root: Path) -> Path:
@@ -173,61 +71,11 @@ def encoding_tokenizer(tokenizer: Tokenizer, data: CTCDataConfig, root: Path) ->
     return tokenizer.with_lexicon(Lexicon.read(_data_path(data.lexicon, root), strip_stress=data.strip_stress))
 
 
-def _texts(manifest: Manifest, name: str) -> dict[str, str]:
+def manifest_texts(manifest: Manifest, name: str) -> dict[str, str]:
     texts = {u.id: u.text for u in manifest if u.text is not None}
     if not texts:
         raise ValueError(f"{name} data has no transcripts (a Kaldi 'text' file or a 'text' column)")
     return texts  # type: ignore[return-value]
-
-
-def spec_augment_on(x: Tensor, config: AugmentConfig, generator: torch.Generator) -> Tensor:
-    """:func:`~speechattn.data.augment.spec_augment` of features on any device: the masks are drawn
-    on the CPU from ``generator`` (the same draws as for CPU features) and applied where ``x`` is."""
-    if x.device.type == "cpu":
-        return spec_augment(x, config, generator)
-    keep = spec_augment(torch.ones(x.shape, dtype=torch.bool), config, generator)
-    return x.masked_fill(~keep.to(x.device, non_blocking=True), 0.0)
-
-
-def decode_log_probs(log_probs: Tensor, lengths: Tensor, beam: int = 1) -> list[CTCHypothesis]:
-    """Best hypothesis of each row of (batch, T', V) log-probs: greedy or prefix beam search."""
-    if beam <= 1:
-        return greedy_decode(log_probs, lengths)
-    return [prefix_beam_search(log_probs[i, : int(lengths[i])].float().cpu().numpy(), beam=beam)[0]
-            for i in range(log_probs.shape[0])]
-
-
-def decode_features(model: nn.Module, feats: Sequence[Tensor], beam: int = 1, batch_frames: int = 60000,
-                    device: torch.device | str = "cpu") -> list[CTCHypothesis]:
-    """Best hypothesis of each whole utterance's (frames, dim) CPU features, batched by similar
-    length; the model runs on ``device``, where it is, and the decoding on the CPU (offline path;
-    call in eval mode, under inference mode / autocast as wanted)."""
-    out: list[CTCHypothesis | None] = [None] * len(feats)
-    for idx, x, lengths in length_batches(feats, batch_frames):
-        logits, out_lengths = model(x.to(device), lengths.to(device))
-        log_probs = logits.float().log_softmax(-1).cpu()
-        for j, hyp in zip(idx, decode_log_probs(log_probs, out_lengths.cpu(), beam)):
-            out[j] = hyp
-    return out  # type: ignore[return-value]
-
-
-def score_transcripts(tokenizer: Tokenizer, refs: Sequence[Sequence[int]], hyps: Sequence[Sequence[int]]
-                      ) -> dict[str, float]:
-    """Token error rate (``per`` for phones, ``cer`` for characters, word boundaries excluded)
-    and, when the tokens spell words, ``wer``."""
-    name = "cer" if tokenizer.kind == "chars" else "per"
-    tokens, words = ErrorRate(), ErrorRate()
-    for ref, hyp in zip(refs, hyps):
-        r_text, h_text = tokenizer.decode(ref), tokenizer.decode(hyp)
-        if tokenizer.predicts_words:
-            tokens.update(list(r_text.replace(" ", "")), list(h_text.replace(" ", "")))
-            words.update(r_text.split(), h_text.split())
-        else:
-            tokens.update(r_text.split(), h_text.split())
-    out = tokens.as_dict(name)
-    if tokenizer.predicts_words:
-        out.update(words.as_dict("wer"))
-    return out
 
 
 class CTCTask:
@@ -249,7 +97,7 @@ class CTCTask:
         self.extractor = FeatureExtractor(recipe.features)
         train_manifest = _subset(resolve_manifest(cfg.train, self.root), cfg.max_train_utterances)
         dev_manifest = _subset(resolve_manifest(cfg.dev, self.root), cfg.max_dev_utterances)
-        train_texts, dev_texts = _texts(train_manifest, "train"), _texts(dev_manifest, "dev")
+        train_texts, dev_texts = manifest_texts(train_manifest, "train"), manifest_texts(dev_manifest, "dev")
         self.tokenizer = build_tokenizer(cfg, self.root, list(train_texts.values()))
         train_ids = encode_corpus(self.tokenizer, train_texts)
         dev_ids = encode_corpus(self.tokenizer, dev_texts)
@@ -366,7 +214,7 @@ class CTCTask:
         return score_transcripts(self.tokenizer, self.dev_targets, [h.tokens for h in hyps])
 
     def save_best(self, run_dir: Path, metrics: dict[str, float]) -> None:
-        grid = ctc_grid(self.recipe)
+        grid = output_grid(self.recipe)
         # weights and metadata in one file, replaced at once (model.json: a readable copy)
         save_model(
             self.model,
@@ -392,35 +240,3 @@ def _subset(manifest: Manifest, count: int | None) -> Manifest:
     return manifest.filter(lambda u: u.id in keep)
 
 
-def evaluate_run(
-    run_dir: str | Path,
-    data: str,
-    *,
-    data_root: str | None = None,
-    beam: int | None = None,
-    progress: bool | None = None,
-    device: str | torch.device = "auto",
-    on_skip: Callable[[str, str], None] | None = None,
-) -> dict[str, Any]:
-    """Error rates of a trained CTC run on transcribed data (``speechattn evaluate``); the model
-    runs on ``device`` (see :meth:`Transcriber.from_run`). ``on_skip(file, reason)`` is called for
-    each audio file that could not be used (left out of the scores)."""
-    from speechattn.transcriber import Transcriber
-
-    model = Transcriber.from_run(run_dir, device=device)
-    recipe = model.recipe
-    root = resolve_data_root(data_root if data_root is not None else recipe.data.root)
-    manifest = resolve_manifest(data, root)
-    encoded = encode_corpus(encoding_tokenizer(model.tokenizer, recipe.data, root), _texts(manifest, str(data)))
-    manifest = manifest.filter(lambda u: u.id in encoded.ids)
-    fs = extract_features(manifest, model.extractor, desc="features", progress=progress)
-    if on_skip is not None:
-        paths = {u.id: str(u.path) for u in manifest}
-        for utt_id, reason in fs.failures.items():
-            on_skip(paths.get(utt_id, utt_id), reason)
-    with model.precision():
-        hyps = model.decode_features(fs.feats, beam=beam)
-    refs = [encoded.ids[u.id] for u in fs.manifest]
-    metrics = score_transcripts(model.tokenizer, refs, [h.tokens for h in hyps])
-    return {"data": str(data), "utterances": len(refs), "skipped_utterances": len(encoded.skipped) + len(fs.failures),
-            **metrics}

@@ -1,4 +1,4 @@
-"""Frame labeling: recipe, training task and evaluation (``task: frame_labels``).
+"""Frame labeling: the training task (``task: frame_labels``; recipe: :mod:`speechattn.recipes.labeling`; metrics of a trained run: :mod:`speechattn.evaluation.labeling`).
 
 A frame labeler classifies every output frame of the encoder: one class or none per frame
 (``model.mode: single``, softmax) or any subset of classes (``multi``, sigmoid; overlapping
@@ -10,135 +10,39 @@ recordings simulated from read speech and real noise (``data.simulate``, see
 Training uses random crops of cached log-mel features, optional real-noise mixing and
 SpecAugment, and global CMVN statistics estimated on the training features (stored in the
 model, so inference can stream). Dev evaluation labels every dev recording whole, post-processes
-the posteriors (:mod:`speechattn.postprocess`) and scores the segments against the reference on
+the posteriors (:mod:`speechattn.decoding.segments`) and scores the segments against the reference on
 a 10 ms grid (:mod:`speechattn.metrics.detection`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from speechattn.audio import CMVNStats, FeatureConfig, FeatureExtractor, GlobalCMVN
-from speechattn.data.augment import AugmentConfig, mix_noise
-from speechattn.data.batching import length_batches
-from speechattn.data.featcache import extract_features
+from speechattn.audio import CMVNStats, FeatureExtractor, GlobalCMVN
+from speechattn.data.augment import mix_noise, spec_augment_on
+from speechattn.data.featcache import extract_features, noise_features
 from speechattn.data.labelled import LabelledAudio, LabelledSet, load_labelled
-from speechattn.data.labels import FrameGrid, LabelError, frame_targets, segments_to_frames
+from speechattn.data.labels import frame_targets, segments_to_frames
 from speechattn.data.manifest import Manifest, Utterance
-from speechattn.data.vad_sim import VadSimConfig
+from speechattn.decoding.segments import decode
 from speechattn.metrics.detection import DetectionCounts
-from speechattn.models.labeler import FrameLabeler
-from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
+from speechattn.models.files import save_model
+from speechattn.models.labeler import batch_posteriors
 from speechattn.nn.masks import frame_mask
-from speechattn.utils.paths import data_root as resolve_data_root
-from speechattn.postprocess import PostprocessConfig, decode
-from speechattn.tasks.ctc import spec_augment_on
-from speechattn.training.checkpoint import save_model
+from speechattn.recipes.builders import build_labeler, output_grid
+from speechattn.recipes.labeling import LabelRecipe
 from speechattn.utils.distributed import rank_slice, rank_world
-from speechattn.training.trainer import TrainConfig
+from speechattn.utils.paths import data_root as resolve_data_root
 
-__all__ = [
-    "LabelDataConfig",
-    "LabelModelConfig",
-    "LabelEvalConfig",
-    "LabelRecipe",
-    "LabelTask",
-    "build_labeler",
-    "model_grid",
-    "evaluate_run",
-    "prepare_data",
-]
+__all__ = ["LabelTask", "prepare_data"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LabelDataConfig:
-    """Where the labelled data is (see :mod:`speechattn.data.labelled` for references).
-
-    Either ``train`` + ``dev`` (labelled audio) or ``simulate`` (voice activity from
-    ``simulate.train_speech`` / ``dev_speech`` and ``simulate.noise``) must be given.
-    """
-
-    train: str | None = None
-    dev: str | None = None
-    train_labels: str | None = None
-    dev_labels: str | None = None
-    root: str | None = None
-    simulate: VadSimConfig | None = None
-    classes: list[str] | None = None
-    label_map: dict[str, str] = field(default_factory=dict)
-    tier: str | None = None
-    frame_shift: float = 0.01
-    noise: str | None = None
-    crop_seconds: float = 8.0
-    max_train_files: int | None = None
-    max_dev_files: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.simulate is None and (self.train is None or self.dev is None):
-            raise ValueError("give data.train and data.dev (labelled audio), or data.simulate")
-        if self.simulate is not None and (self.train is not None or self.dev is not None):
-            raise ValueError("data.simulate generates train and dev; leave data.train and data.dev unset")
-        if self.crop_seconds <= 0 or self.frame_shift <= 0:
-            raise ValueError(f"crop_seconds and frame_shift must be > 0, got {self.crop_seconds}, {self.frame_shift}")
-        if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
-            raise ValueError(f"classes must be a non-empty list of distinct names, got {self.classes}")
-
-
-@dataclass
-class LabelModelConfig:
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    mode: Literal["single", "multi"] = "single"
-    head_hidden: int = 0
-    head_dropout: float = 0.1
-
-
-@dataclass
-class LabelEvalConfig:
-    metric: Literal["f1", "macro_f1", "detection_error_rate", "accuracy"] = "f1"
-    step: float = 0.01
-    batch_frames: int = 200000
-
-    def __post_init__(self) -> None:
-        if self.step <= 0 or self.batch_frames < 1:
-            raise ValueError(f"step must be > 0 and batch_frames >= 1, got {self.step}, {self.batch_frames}")
-
-
-@dataclass
-class LabelRecipe:
-    """A frame-labeling recipe (``task: frame_labels``)."""
-
-    task: Literal["frame_labels"] = "frame_labels"
-    data: LabelDataConfig = field(default_factory=lambda: LabelDataConfig(simulate=VadSimConfig()))
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    model: LabelModelConfig = field(default_factory=LabelModelConfig)
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(noise_prob=0.0))
-    train: TrainConfig = field(default_factory=TrainConfig)
-    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
-    eval: LabelEvalConfig = field(default_factory=LabelEvalConfig)
-
-
-def build_labeler(recipe: LabelRecipe, num_classes: int) -> FrameLabeler:
-    """The recipe's labeler; the encoder's input_dim is set from the features."""
-    enc_cfg = EncoderConfig(**{**recipe.model.encoder.__dict__, "input_dim": recipe.features.feature_dim})
-    return FrameLabeler(TruncatedEncoder.from_config(enc_cfg), num_classes, recipe.model.mode,
-                        recipe.model.head_hidden, recipe.model.head_dropout)
-
-
-def model_grid(recipe: LabelRecipe) -> FrameGrid:
-    """Times of the model's output frames (Kaldi framing, then the encoder's subsampling)."""
-    feats = recipe.features
-    sub = recipe.model.encoder.subsampling
-    return FrameGrid.for_model(feats.frame_shift / feats.sample_rate, feats.frame_length / feats.sample_rate,
-                               sub, {1: 1, 2: 3, 4: 7}[sub])
 
 
 def prepare_data(recipe: LabelRecipe, root: Path, progress: bool | None = None) -> tuple[str, str]:
@@ -202,7 +106,7 @@ class LabelTask:
             if not items:
                 raise ValueError(f"no readable labelled {name} audio in {self.train_ref if name == 'train' else self.dev_ref}")
         self.model = build_labeler(recipe, len(self.classes))
-        self.grid = model_grid(recipe)
+        self.grid = output_grid(recipe)
         self.multi = recipe.model.mode == "multi"
         self.stride = self.model.encoder.subsampling.stride
         self.train_targets = [self._targets(item, f) for item, f in zip(self.train_items, self.train_feats)]
@@ -234,12 +138,7 @@ class LabelTask:
         if reference is None or self.recipe.augment.noise_prob == 0:
             return None
         folder = Path(reference) if Path(reference).is_absolute() else self.root / reference
-        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".flac", ".wav", ".ogg"))
-        if not files:
-            raise ValueError(f"{folder}: no noise audio found (set data.noise: null to train without noise)")
-        fs = extract_features(Manifest([Utterance(id=p.stem, path=p) for p in files]), self.extractor,
-                              desc="noise features", progress=progress)
-        return torch.cat(fs.feats) if fs.feats else None
+        return noise_features(folder, self.extractor, progress=progress)
 
     def _crops(self, epoch: int) -> list[tuple[int, int]]:
         """(file, start frame) crops: ``n // crop`` back-to-back crops of each file from a random
@@ -364,67 +263,3 @@ class LabelTask:
         )
 
 
-def batch_posteriors(model: FrameLabeler, feats: Sequence[Tensor], batch_frames: int = 200000,
-                     device: torch.device | str = "cpu") -> list[np.ndarray]:
-    """(T'_i, K) float32 posteriors of whole (CPU) feature sequences (offline, batched by length),
-    computed on ``device``, where ``model`` is."""
-    out: list[np.ndarray | None] = [None] * len(feats)
-    for idx, x, lengths in length_batches(feats, batch_frames):
-        logits, out_lengths = model(x.to(device), lengths.to(device))
-        post, out_lengths = model.posteriors(logits).cpu(), out_lengths.cpu()
-        for j, i in enumerate(idx):
-            out[i] = post[j, : int(out_lengths[j])].numpy()
-    return out  # type: ignore[return-value]
-
-
-def evaluate_run(
-    run_dir: str | Path,
-    data: str,
-    *,
-    labels: str | None = None,
-    data_root: str | None = None,
-    progress: bool | None = None,
-    device: str | torch.device = "auto",
-    on_skip: Callable[[str, str], None] | None = None,
-) -> dict[str, Any]:
-    """Metrics of a trained frame-labeling run on labelled recordings (``speechattn evaluate``).
-
-    Every recording is labelled with the streaming path of :class:`speechattn.labeler.Labeler`
-    (as ``speechattn label`` does), on ``device`` (see :meth:`Labeler.from_run`), and scored on
-    the recipe's evaluation grid. ``on_skip(file, reason)`` is called for each recording whose
-    audio or labels could not be used (instead of a warning); the metrics leave it out.
-    """
-    from tqdm import tqdm
-
-    from speechattn.audio import AudioError
-    from speechattn.labeler import Labeler
-
-    labeler = Labeler.from_run(run_dir, device=device)
-    recipe = labeler.recipe
-    root = resolve_data_root(data_root if data_root is not None else recipe.data.root)
-    d = recipe.data
-    dataset = load_labelled(data, root, labels=labels, tier=d.tier, frame_shift=d.frame_shift, label_map=d.label_map)
-    if not dataset.items:
-        raise ValueError(f"{data}: no labelled recordings")
-    unknown = sorted(set(dataset.labels) - set(labeler.classes))
-    if unknown:
-        log.warning("%s: labels %s are not classes of the model %s; ignored", data, unknown, labeler.classes)
-    counts = DetectionCounts(labeler.classes)
-    skipped = dict(dataset.skipped)
-    hours = 0.0
-    step = recipe.eval.step
-    for item in tqdm(dataset.items, desc="labelling", disable=None if progress is None else not progress, leave=False):
-        try:
-            result = labeler.label_file(item.path)
-        except (AudioError, LabelError) as err:
-            skipped[item.id] = str(err)
-            if on_skip is None:
-                log.warning("skipped %s", err)
-            else:
-                on_skip(str(item.path), str(err))
-            continue
-        hours += result.duration / 3600
-        counts.update(segments_to_frames(item.segments, labeler.classes, step, result.duration),
-                      segments_to_frames(result.segments, labeler.classes, step, result.duration))
-    return {"data": str(data), "files": len(dataset.items) - (len(skipped) - len(dataset.skipped)),
-            "skipped_files": len(skipped), "hours": round(hours, 4), "classes": labeler.classes, **counts.metrics()}

@@ -490,7 +490,7 @@ def test_memory_error_on_one_file_is_that_files_error(cases, good, label_run, sp
     """A failed allocation (torch's RuntimeError, or MemoryError) on one file is its one-line
     error; the batch goes on."""
     import speechattn.inference as inference
-    import speechattn.labeler as labeler
+    import speechattn.inference as labeler
 
     bad = cases["pcm_16"]
     real_label, real_embed = labeler.Labeler.label_file, inference.SpeakerRecognizer.embed_file

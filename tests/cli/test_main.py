@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 import speechattn.tasks
 from speechattn.cli import main as cli
 from speechattn.cli.main import main
-from speechattn.config import ConfigError
+from speechattn.recipes.schema import ConfigError
 
 
 @pytest.fixture(autouse=True)

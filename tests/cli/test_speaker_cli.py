@@ -146,6 +146,7 @@ def test_embed_file_streams_long_files_in_windows(tiny_run, fsdd_dir, tmp_path, 
     import torch
 
     import speechattn.inference as inference
+    import speechattn.inference.speaker as speaker_module
     from speechattn.audio import load_audio
 
     path = _concatenated(fsdd_dir, "jackson", tmp_path / "long.wav")
@@ -156,7 +157,7 @@ def test_embed_file_streams_long_files_in_windows(tiny_run, fsdd_dir, tmp_path, 
     sizes = []
     real_embed = model.embed
     monkeypatch.setattr(model, "embed", lambda w, r: sizes.append(w.numel()) or real_embed(w, r))
-    monkeypatch.setattr(inference, "load_audio", lambda *a, **k: pytest.fail("read the whole file"))
+    monkeypatch.setattr(speaker_module, "load_audio", lambda *a, **k: pytest.fail("read the whole file"))
     windowed = model.embed_file(path, window_seconds=20)
     total = whole_wave.numel()
     assert sum(sizes) == total and len(sizes) == -(-total // (20 * rate))

@@ -232,7 +232,7 @@ def test_cli_writes_shards(corpus, tmp_path):
 
 
 def _recipe(corpus: Path, *extra: str):
-    from speechattn.tasks import load_task_recipe
+    from speechattn.recipes import load_task_recipe
 
     return load_task_recipe(REPO / "recipes/speaker.yaml", [*TINY, f"data.root={corpus}", "data.train=train",
                                                            "data.dev=dev", *extra])
@@ -261,7 +261,8 @@ def test_speaker_training_on_shards(corpus, shards, tmp_path, monkeypatch):
 
 def test_in_memory_batches_are_unchanged(corpus):
     """make_batch on indices gives the batches of the code before the sharded path (same seed)."""
-    from speechattn.tasks.speaker import SpeakerTask, normalize_features
+    from speechattn.models.speaker import normalize_features
+    from speechattn.tasks.speaker import SpeakerTask
 
     task = SpeakerTask(_recipe(corpus), progress=False)
     assert task.noise is not None and task.train_shards is None

@@ -8,6 +8,8 @@ import random
 import pytest
 
 from speechattn.metrics import ErrorRate, edit_ops
+from speechattn.metrics.errors import score_transcripts
+from speechattn.text import CharTokenizer, PhoneTokenizer
 
 
 def _levenshtein(ref, hyp) -> int:
@@ -91,3 +93,17 @@ def test_rate_without_reference_tokens_is_nan():
     er.update([], ["x"])
     assert er.insertions == 1 and math.isnan(er.rate)
     assert all(math.isnan(v) for v in er.as_dict("wer").values())
+
+
+def test_score_transcripts_phones_and_chars():
+    lex_phones = PhoneTokenizer(["AH", "B", "K"], None)
+    ab = [lex_phones.tokens.index("AH"), lex_phones.tokens.index("B")]
+    k = lex_phones.tokens.index("K")
+    m = score_transcripts(lex_phones, [ab, ab], [ab, [ab[0], k, ab[1], k]])
+    assert m["per"] == pytest.approx(2 / 4)  # two insertions over four reference phones
+    assert "wer" not in m
+    chars = CharTokenizer.build(["AB C"])
+    ref = chars.encode("AB C")
+    m = score_transcripts(chars, [ref], [chars.encode("AB")])
+    assert m["cer"] == pytest.approx(1 / 3)  # the boundary is not a character
+    assert m["wer"] == pytest.approx(1 / 2)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from speechattn.nn.encoder import EncoderConfig, FeedForward, TruncatedEncoder
+from speechattn.nn.encoder import EncoderConfig, TruncatedEncoder
+from speechattn.nn.layers import FeedForward
 from tests.nn.test_encoder import _assert_streams_like_offline
 
 

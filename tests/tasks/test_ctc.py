@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from speechattn.config import ConfigError
-from speechattn.tasks import load_task_recipe
-from speechattn.tasks.ctc import CTCDataConfig, CTCRecipe, CTCTask, score_transcripts
-from speechattn.text import CharTokenizer, Lexicon, PhoneTokenizer, tokenizer_from_dict
+from speechattn.recipes import load_task_recipe
+from speechattn.recipes.ctc import CTCDataConfig, CTCRecipe
+from speechattn.recipes.schema import ConfigError
+from speechattn.tasks.ctc import CTCTask
+from speechattn.text import Lexicon, tokenizer_from_dict
 from tests.ctc_support import RECIPE, TINY_CTC, tiny_ctc_run
 
 
@@ -106,20 +107,6 @@ def test_train_seed_fixes_the_initial_weights(tmp_path, speechocean_dir, monkeyp
     assert not all(torch.equal(initial[0][k], initial[2][k]) for k in weights)
 
 
-def test_score_transcripts_phones_and_chars():
-    lex_phones = PhoneTokenizer(["AH", "B", "K"], None)
-    ab = [lex_phones.tokens.index("AH"), lex_phones.tokens.index("B")]
-    k = lex_phones.tokens.index("K")
-    m = score_transcripts(lex_phones, [ab, ab], [ab, [ab[0], k, ab[1], k]])
-    assert m["per"] == pytest.approx(2 / 4)  # two insertions over four reference phones
-    assert "wer" not in m
-    chars = CharTokenizer.build(["AB C"])
-    ref = chars.encode("AB C")
-    m = score_transcripts(chars, [ref], [chars.encode("AB")])
-    assert m["cer"] == pytest.approx(1 / 3)  # the boundary is not a character
-    assert m["wer"] == pytest.approx(1 / 2)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, speechocean_dir):
     return tiny_ctc_run(tmp_path_factory)
@@ -141,7 +128,7 @@ def test_tiny_run_writes_a_loadable_model(run, speechocean_dir):
 
 def test_transcriber_streams_a_file_like_the_offline_path(run, speechocean_dir, monkeypatch):
     from speechattn.audio import load_audio
-    from speechattn.transcriber import Transcriber
+    from speechattn.inference import Transcriber
 
     run_dir, _ = run
     monkeypatch.setattr("speechattn.utils.device.cpu_has_native_bf16", lambda: False)  # fp32 on any CPU
@@ -171,7 +158,7 @@ def test_transcriber_resamples_other_rates(run, speechocean_dir):
     import torchaudio
 
     from speechattn.audio import load_audio
-    from speechattn.transcriber import Transcriber
+    from speechattn.inference import Transcriber
 
     model = Transcriber.from_run(run[0])
     wave, rate = load_audio(speechocean_dir / "audio" / "SPEAKER0001" / "000010035.ogg")
@@ -205,7 +192,7 @@ def test_char_tokens_report_cer_and_wer(tmp_path_factory, speechocean_dir):
     assert {"cer", "wer"} <= set(summary["dev"])
     info = json.loads((run_dir / "model.json").read_text())
     assert info["tokenizer"]["kind"] == "chars"
-    from speechattn.transcriber import Transcriber
+    from speechattn.inference import Transcriber
 
     model = Transcriber.from_run(run_dir)
     result = model.transcribe_file(speechocean_dir / "audio" / "SPEAKER0001" / "000010011.ogg")

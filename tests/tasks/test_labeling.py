@@ -11,12 +11,15 @@ import pytest
 import torch
 
 from speechattn.audio import load_audio, save_audio
-from speechattn.config import ConfigError
 from speechattn.data.labels import LabelError, Segment, write_rttm
 from speechattn.data.vad_sim import endpoint
-from speechattn.labeler import Labeler
-from speechattn.tasks import load_task_recipe, train_recipe
-from speechattn.tasks.labeling import LabelRecipe, LabelTask, evaluate_run
+from speechattn.evaluation.labeling import evaluate_run
+from speechattn.inference import Labeler
+from speechattn.recipes import load_task_recipe
+from speechattn.recipes.labeling import LabelRecipe
+from speechattn.recipes.schema import ConfigError
+from speechattn.tasks import train_recipe
+from speechattn.tasks.labeling import LabelTask
 from tests.labeling_support import TINY_RECIPE, tiny_label_run
 
 

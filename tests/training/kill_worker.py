@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from speechattn.data.batching import shuffled_batches, shuffled_steps
-from speechattn.training.checkpoint import save_weights
-from speechattn.training.trainer import TrainConfig, Trainer
+from speechattn.models.files import save_weights
+from speechattn.recipes.train import TrainConfig
+from speechattn.training.trainer import Trainer
 
 
 class NoisyTask:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from speechattn.data.batching import shuffled_batches
-from speechattn.training.checkpoint import load_weights
+from speechattn.models.files import load_weights
 from speechattn.utils.distributed import rank_slice
 
 WORKER = Path(__file__).with_name("ddp_worker.py")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechattn.training.checkpoint import load_weights
+from speechattn.models.files import load_weights
 
 WORKER = Path(__file__).with_name("kill_worker.py")
 

@@ -22,19 +22,12 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-import speechattn.training.checkpoint as checkpoint
+import speechattn.models.files as model_files
 from speechattn.audio import save_audio
 from speechattn.cli.main import main
 from speechattn.inference import load_run_model
-from speechattn.training.checkpoint import (
-    CheckpointError,
-    ModelFileError,
-    load_model,
-    load_state,
-    load_weights,
-    save_model,
-    save_state,
-)
+from speechattn.models.files import ModelFileError, load_model, load_weights, save_model
+from speechattn.training.checkpoint import CheckpointError, load_state, save_state
 from tests.utils.test_device import write_untrained_run
 
 TASKS = ("speaker", "frame_labels", "ctc")
@@ -43,11 +36,11 @@ WHAT = {"speaker": "speaker model", "frame_labels": "frame-labeling model", "ctc
 
 def _from_run(task: str, run_dir: Path) -> Any:
     if task == "frame_labels":
-        from speechattn.labeler import Labeler
+        from speechattn.inference import Labeler
 
         return Labeler.from_run(run_dir, device="cpu")
     if task == "ctc":
-        from speechattn.transcriber import Transcriber
+        from speechattn.inference import Transcriber
 
         return Transcriber.from_run(run_dir, device="cpu")
     from speechattn.inference import SpeakerRecognizer
@@ -108,7 +101,7 @@ def test_the_same_model_gives_the_same_bytes(legacy_runs, tmp_path):
     """Reproducible artifacts: the header holds one metadata key (safetensors writes several in
     hash-map order, different from one process to the next)."""
     script = (
-        "import sys, json, torch; from speechattn.training.checkpoint import save_model; "
+        "import sys, json, torch; from speechattn.models.files import save_model; "
         "torch.manual_seed(0); save_model({'w': torch.randn(4, 3), 'b': torch.zeros(3)}, "
         "{'task': 'speaker', 'threshold': 0.5, 'dev_metrics': {'eer': 1.0}}, sys.argv[1])"
     )
@@ -127,7 +120,7 @@ def test_a_crash_between_the_two_writes_keeps_a_consistent_model(legacy_runs, tm
         raise RuntimeError("simulated crash")
 
     # 1. A crash while writing the weights: the previous model stays whole.
-    monkeypatch.setattr(checkpoint, "save_file", crash)
+    monkeypatch.setattr(model_files, "save_file", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         save_model(new, new_info, run_dir)
     monkeypatch.undo()
@@ -138,7 +131,7 @@ def test_a_crash_between_the_two_writes_keeps_a_consistent_model(legacy_runs, tm
 
     # 2. A crash after the weights, before model.json: the new weights come with their own
     # metadata, although model.json still shows the previous evaluation.
-    monkeypatch.setattr(checkpoint, "write_json", crash)
+    monkeypatch.setattr(model_files, "write_json", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         save_model(new, new_info, run_dir)
     monkeypatch.undo()
@@ -330,7 +323,8 @@ def test_a_garbage_checkpoint_is_a_one_line_error(tmp_path):
 
 
 def test_trainer_resume_refuses_the_payload(tmp_path):
-    from speechattn.training.trainer import TrainConfig, Trainer
+    from speechattn.recipes.train import TrainConfig
+    from speechattn.training.trainer import Trainer
     from tests.training.test_trainer import ToyTask
 
     marker = tmp_path / "PWNED"

@@ -10,9 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from speechattn.training.checkpoint import load_state, load_weights, save_weights
+from speechattn.models.files import load_weights, save_weights
+from speechattn.training.checkpoint import load_state
 from speechattn.training.schedule import warmup_cosine
-from speechattn.training.trainer import TrainConfig, Trainer
+from speechattn.recipes.train import TrainConfig
+from speechattn.training.trainer import Trainer
 
 
 class ToyTask:

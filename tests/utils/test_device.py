@@ -111,35 +111,38 @@ TINY_ENCODER = {"d_model": 32, "num_heads": 2, "num_layers": 1, "ffn_dim": 64, "
 def write_untrained_run(run_dir: Path, task: str, precision: str = "bf16") -> Path:
     """A run folder (config.yaml saying ``train.precision: PRECISION``, model.safetensors,
     model.json) of an untrained tiny model of ``task`` (``frame_labels``, ``ctc``, ``speaker``)."""
-    from speechattn.config import save_recipe
+    from speechattn.recipes.schema import save_recipe
     from speechattn.nn.encoder import EncoderConfig
-    from speechattn.training.checkpoint import save_weights
+    from speechattn.models.files import save_weights
     from speechattn.utils.files import write_json
-    from speechattn.training.trainer import TrainConfig
+    from speechattn.recipes.train import TrainConfig
 
     torch.manual_seed(0)
     train = TrainConfig(precision=precision)  # type: ignore[arg-type]
     if task == "frame_labels":
-        from speechattn.tasks.labeling import LabelModelConfig, LabelRecipe, build_labeler, model_grid
+        from speechattn.recipes.builders import build_labeler, output_grid
+        from speechattn.recipes.labeling import LabelModelConfig, LabelRecipe
 
         recipe: Any = LabelRecipe(model=LabelModelConfig(encoder=EncoderConfig(subsampling=4, **TINY_ENCODER)),
                                   train=train)
         model: Any = build_labeler(recipe, 1)
-        grid = model_grid(recipe)
+        grid = output_grid(recipe)
         info: dict[str, Any] = {"task": task, "classes": ["speech"], "mode": "single",
                                 "grid": {"hop": grid.hop, "offset": grid.offset}}
     elif task == "ctc":
-        from speechattn.tasks.ctc import CTCDataConfig, CTCModelConfig, CTCRecipe, build_ctc_model, ctc_grid
+        from speechattn.recipes.builders import build_ctc_model, output_grid
+        from speechattn.recipes.ctc import CTCDataConfig, CTCModelConfig, CTCRecipe
         from speechattn.text import CharTokenizer
 
         recipe = CTCRecipe(data=CTCDataConfig(tokens="chars", lexicon=None),
                            model=CTCModelConfig(encoder=EncoderConfig(subsampling=4, **TINY_ENCODER)), train=train)
         tokenizer = CharTokenizer.build(["HELLO WORLD"])
         model = build_ctc_model(recipe, len(tokenizer))
-        grid = ctc_grid(recipe)
+        grid = output_grid(recipe)
         info = {"task": task, "tokenizer": tokenizer.to_dict(), "grid": {"hop": grid.hop, "offset": grid.offset}}
     else:
-        from speechattn.tasks.speaker import SpeakerModelConfig, SpeakerRecipe, build_embedder
+        from speechattn.recipes.builders import build_embedder
+        from speechattn.recipes.speaker import SpeakerModelConfig, SpeakerRecipe
 
         recipe = SpeakerRecipe(model=SpeakerModelConfig(encoder=EncoderConfig(**TINY_ENCODER), embed_dim=16),
                                train=train)
@@ -154,11 +157,11 @@ def write_untrained_run(run_dir: Path, task: str, precision: str = "bf16") -> Pa
 
 def _load(task: str, run_dir: Path, device: Any = "auto") -> Any:
     if task == "frame_labels":
-        from speechattn.labeler import Labeler
+        from speechattn.inference import Labeler
 
         return Labeler.from_run(run_dir, device=device)
     if task == "ctc":
-        from speechattn.transcriber import Transcriber
+        from speechattn.inference import Transcriber
 
         return Transcriber.from_run(run_dir, device=device)
     from speechattn.inference import SpeakerRecognizer
@@ -280,8 +283,14 @@ def test_ctc_and_labeling_batches_run_on_cuda():
     from types import SimpleNamespace
 
     from speechattn.data.augment import AugmentConfig, spec_augment
-    from speechattn.tasks.ctc import CTCRecipe, CTCTask, build_ctc_model, decode_features, spec_augment_on
-    from speechattn.tasks.labeling import LabelRecipe, batch_posteriors, build_labeler
+    from speechattn.recipes.builders import build_ctc_model
+    from speechattn.recipes.ctc import CTCRecipe
+    from speechattn.data.augment import spec_augment_on
+    from speechattn.models.ctc import decode_features
+    from speechattn.tasks.ctc import CTCTask
+    from speechattn.recipes.builders import build_labeler
+    from speechattn.recipes.labeling import LabelRecipe
+    from speechattn.models.labeler import batch_posteriors
 
     dev = torch.device("cuda")
     cfg = AugmentConfig(time_masks=2, freq_masks=2)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from speechattn.nn.pooling._masking import check_positive_int, valid_frame_mask, weighted_mean_std
+from speechattn.nn.pooling._masking import (
+    check_positive_int,
+    valid_frame_mask,
+    weighted_mean_std,
+)
 
 __all__ = ["AttentiveStatsPooling"]
 

@@ -1,4 +1,4 @@
-"""Tests for the typed recipe loader (speechattn.config)."""
+"""Tests for the typed recipe loader (speechattn.recipes.schema)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Literal, Optional
 import pytest
 import yaml
 
-from speechattn.config import (
+from speechattn.recipes.schema import (
     ConfigError,
     apply_overrides,
     dump_recipe,
@@ -19,7 +19,6 @@ from speechattn.config import (
     save_recipe,
     to_dict,
 )
-
 
 # ----------------------------------------------------------------- example schema
 

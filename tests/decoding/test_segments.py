@@ -7,7 +7,7 @@ import pytest
 
 from speechattn.data.labels import FrameGrid, Segment, segments_to_frames
 from speechattn.metrics.detection import DetectionCounts, detection_metrics
-from speechattn.postprocess import (
+from speechattn.decoding.segments import (
     PostprocessConfig,
     binarize,
     decode,
