@@ -19,7 +19,7 @@ import pytest
 import soundfile
 
 from speechattn.data import corpora
-from speechattn.data.manifest import read_kaldi_dir
+from speechattn.data.kaldi import read_kaldi_dir
 from speechattn.data.prepare import (
     MARKER,
     ChecksumError,
