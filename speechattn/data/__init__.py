@@ -6,7 +6,8 @@
   :func:`load_manifest`, which picks the reader from the path.
 * :mod:`speechattn.data.corpora` - the public corpora (URLs, checksums) and the
   converters from their original archives to the prepared layout.
-* :mod:`speechattn.data.prepare` - download / extract / prepare / list.
+* :mod:`speechattn.data.fetch` - verified, resumable downloads and safe archive extraction.
+* :mod:`speechattn.data.prepare` - prepare / list the corpora under the data root.
 
 The package exports the public names (``__all__``) of the manifest modules.
 """
