@@ -1,5 +1,11 @@
 """Audio frontend: file I/O (soundfile), resampling, Kaldi-style features, CMVN.
 
+* :mod:`speechattn.audio.io` - reading and writing audio, resampling (offline and streaming).
+* :mod:`speechattn.audio.features` - Kaldi-style log-mel features (offline and streaming).
+* :mod:`speechattn.audio.cmvn` - cepstral mean and variance normalisation.
+
+The package exports the public names (``__all__``) of these modules.
+
 Offline and streaming paths give the same numbers: :func:`resample` and
 :class:`StreamingResampler` match :func:`torchaudio.functional.resample` (with a filter of bounded
 size for any pair of rates), :func:`iter_audio_blocks` matches :func:`load_audio`, and
@@ -8,38 +14,9 @@ size for any pair of rates), :func:`iter_audio_blocks` matches :func:`load_audio
 
 from __future__ import annotations
 
-from speechattn.audio.cmvn import CMVNStats, GlobalCMVN, utterance_cmvn
-from speechattn.audio.features import FeatureConfig, FeatureExtractor, StreamingFeatureExtractor
-from speechattn.audio.io import (
-    MAX_RESAMPLE_TAPS,
-    MAX_SAMPLE_RATE,
-    AudioError,
-    AudioInfo,
-    StreamingResampler,
-    audio_info,
-    iter_audio_blocks,
-    load_audio,
-    resample,
-    resampling_ratio,
-    save_audio,
-)
+from speechattn.audio import cmvn, features, io
+from speechattn.audio.cmvn import *  # noqa: F403
+from speechattn.audio.features import *  # noqa: F403
+from speechattn.audio.io import *  # noqa: F403
 
-__all__ = [
-    "MAX_RESAMPLE_TAPS",
-    "MAX_SAMPLE_RATE",
-    "AudioError",
-    "AudioInfo",
-    "CMVNStats",
-    "FeatureConfig",
-    "FeatureExtractor",
-    "GlobalCMVN",
-    "StreamingFeatureExtractor",
-    "StreamingResampler",
-    "audio_info",
-    "iter_audio_blocks",
-    "load_audio",
-    "resample",
-    "resampling_ratio",
-    "save_audio",
-    "utterance_cmvn",
-]
+__all__ = [*io.__all__, *features.__all__, *cmvn.__all__]

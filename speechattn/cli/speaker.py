@@ -143,7 +143,7 @@ def _enrolment(model: Any, enroll: Path, report: BatchReport) -> dict[str, Any]:
             if files:
                 groups[sub.name] = files
     else:
-        from speechattn.data.manifest import load_manifest
+        from speechattn.data.manifest_io import load_manifest
 
         for utt in load_manifest(enroll):
             if utt.speaker is None:

@@ -31,7 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from speechattn.data.manifest import Manifest, ManifestError, Utterance, read_kaldi_dir
+from speechattn.data.kaldi import read_kaldi_dir
+from speechattn.data.manifest import Manifest, ManifestError, Utterance
 
 __all__ = [
     "CORPORA",

@@ -134,7 +134,7 @@ def load_labelled(
         LabelError: a malformed label file; FileNotFoundError: a missing reference;
         ValueError: no audio at all.
     """
-    from speechattn.data.manifest import load_manifest
+    from speechattn.data.manifest_io import load_manifest
 
     path = resolve_reference(reference, root)
     entries: list[tuple[str, Path, Path | None]] = []  # id, audio, explicit label file

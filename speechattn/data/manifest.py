@@ -1,47 +1,28 @@
 """Utterance manifests: what audio a task reads, with speaker and transcript.
 
 A :class:`Manifest` is an immutable sequence of :class:`Utterance` records with
-unique ids. It is read from
+unique ids. Manifests are read and written by
 
-* a Kaldi-style data directory (``wav.scp``, ``utt2spk``, optional ``text``,
-  ``spk2gender``, ``spk2age``, ``utt2dur``) with :func:`read_kaldi_dir`,
-* a CSV file with a header (:func:`read_csv_manifest`),
-* a JSON-lines file, one object per line (:func:`read_jsonl_manifest`), or a
-  ``.json`` file holding a list of such objects,
+* :mod:`speechattn.data.kaldi` - Kaldi-style data directories (:func:`read_kaldi_dir`),
+* :mod:`speechattn.data.manifest_io` - CSV and JSON(-lines) manifest files, and
+  :func:`load_manifest`, which picks the reader from the path.
 
-or by :func:`load_manifest`, which picks the reader from the path. CSV and JSON
-manifests use the fields ``id``, ``path`` (relative to the manifest's folder
-unless absolute), ``speaker``, ``text`` and ``duration``; other fields go to
-``Utterance.extra``. Every malformed line raises :class:`ManifestError` with a
-``file:line: problem`` message.
+CSV and JSON manifests use the fields :data:`CORE_FIELDS` (``id``, ``path``,
+``speaker``, ``text``, ``duration``); other fields go to ``Utterance.extra``.
+Every malformed line raises :class:`ManifestError` with a ``file:line: problem``
+message (:func:`error_at`).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
 
-from speechattn.utils.files import atomic_open_write
-
-__all__ = [
-    "Manifest",
-    "ManifestError",
-    "Utterance",
-    "load_manifest",
-    "read_csv_manifest",
-    "read_json_manifest",
-    "read_jsonl_manifest",
-    "read_kaldi_dir",
-    "write_csv_manifest",
-    "write_jsonl_manifest",
-]
+__all__ = ["Manifest", "ManifestError", "Utterance"]
 
 PathLike = str | os.PathLike[str]
 
@@ -53,8 +34,22 @@ class ManifestError(ValueError):
     """A manifest file or data directory is malformed (``file:line: problem``)."""
 
 
-def _err(file: PathLike, line: int | None, problem: str) -> ManifestError:
+def error_at(file: PathLike, line: int | None, problem: str) -> ManifestError:
+    """A :class:`ManifestError` saying ``file:line: problem`` (``file: problem`` without a line)."""
     return ManifestError(f"{file}:{line}: {problem}" if line is not None else f"{file}: {problem}")
+
+
+def parse_duration(value: Any, file: PathLike, line: int | None) -> float:
+    """``value`` as a duration in seconds (a finite number >= 0), else :func:`error_at` ``file:line``."""
+    if isinstance(value, bool):
+        raise error_at(file, line, f"duration must be a number, got {value!r}")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise error_at(file, line, f"duration must be a number, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise error_at(file, line, f"duration must be a finite number >= 0, got {value!r}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -231,358 +226,3 @@ class Manifest(Sequence[Utterance]):
                 u = replace(u, duration=info.frames / info.samplerate)
             out.append(u)
         return Manifest(out)
-
-
-# --------------------------------------------------------------------------- Kaldi
-
-_PIPE_RE = re.compile(r"\|\s*$|^\s*\|")
-
-
-def _read_table(path: Path, *, allow_empty_value: bool = False) -> dict[str, tuple[int, str]]:
-    """Read a Kaldi ``key value...`` table: key -> (line number, rest of line)."""
-    table: dict[str, tuple[int, str]] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise _err(path, None, f"not UTF-8 text ({exc})") from None
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        parts = line.split(maxsplit=1)
-        if len(parts) == 1 and not allow_empty_value:
-            raise _err(path, lineno, f"expected '<key> <value>', got {line!r}")
-        key, value = parts[0], (parts[1].strip() if len(parts) > 1 else "")
-        if key in table:
-            raise _err(path, lineno, f"duplicate key {key!r} (first on line {table[key][0]})")
-        table[key] = (lineno, value)
-    return table
-
-
-def read_kaldi_dir(path: PathLike, audio_root: PathLike | None = None) -> Manifest:
-    """Read a Kaldi-style data directory.
-
-    Files: ``wav.scp`` (``<utt> <audio path>``, required), ``utt2spk``
-    (required, one entry per utterance), ``text`` (optional; when present, one
-    entry per utterance, the transcript may be empty), ``spk2gender`` and
-    ``spk2age`` (optional; stored as ``extra["gender"]`` and ``extra["age"]``),
-    ``utt2dur`` (optional durations in seconds). Relative audio paths are
-    resolved against ``audio_root``, by default the parent of the directory.
-
-    Pipes and commands in ``wav.scp`` (``sox ... |``), ark offsets and
-    ``segments`` files are not supported.
-
-    Raises:
-        ManifestError: missing files, malformed lines, or inconsistent entries,
-            with ``file:line`` where there is one.
-    """
-    d = Path(path)
-    if not d.is_dir():
-        raise ManifestError(f"{d}: not a directory")
-    wav_scp = d / "wav.scp"
-    if not wav_scp.is_file():
-        raise ManifestError(f"{d}: not a Kaldi data directory (no wav.scp)")
-    if (d / "segments").exists():
-        raise ManifestError(f"{d / 'segments'}: segment files are not supported; cut the audio into files first")
-    root = Path(audio_root) if audio_root is not None else d.absolute().parent
-
-    wavs = _read_table(wav_scp)
-    for utt, (lineno, rx) in wavs.items():
-        if _PIPE_RE.search(rx):
-            raise _err(wav_scp, lineno, f"piped commands are not supported (utterance {utt!r}); convert the audio to files")
-        if len(rx.split()) > 1:
-            raise _err(wav_scp, lineno, f"expected a single audio path for {utt!r}, got {rx!r} (commands are not supported)")
-        if re.search(r"\.ark:\d+$", rx):
-            raise _err(wav_scp, lineno, f"ark offsets are not supported (utterance {utt!r})")
-
-    utt2spk_file = d / "utt2spk"
-    if not utt2spk_file.is_file():
-        raise ManifestError(f"{d}: missing utt2spk (required in a Kaldi data directory)")
-    utt2spk = _read_table(utt2spk_file)
-    _check_keys(utt2spk_file, utt2spk, wavs, wav_scp, what="speaker")
-
-    texts: dict[str, tuple[int, str]] | None = None
-    if (d / "text").is_file():
-        texts = _read_table(d / "text", allow_empty_value=True)
-        _check_keys(d / "text", texts, wavs, wav_scp, what="transcript")
-
-    durations: dict[str, float] = {}
-    if (d / "utt2dur").is_file():
-        for utt, (lineno, value) in _read_table(d / "utt2dur").items():
-            if utt not in wavs:
-                raise _err(d / "utt2dur", lineno, f"utterance {utt!r} is not in wav.scp")
-            durations[utt] = _parse_duration(value, d / "utt2dur", lineno)
-
-    spk_extra: dict[str, dict[str, Any]] = {}
-    for name, key in (("spk2gender", "gender"), ("spk2age", "age")):
-        f = d / name
-        if f.is_file():
-            for spk, (lineno, value) in _read_table(f).items():
-                if len(value.split()) != 1:
-                    raise _err(f, lineno, f"expected '<speaker> <{key}>', got {spk} {value!r}")
-                spk_extra.setdefault(spk, {})[key] = int(value) if key == "age" and value.isdigit() else value
-
-    utts = []
-    for utt, (_, rx) in wavs.items():
-        audio = Path(rx)
-        speaker = utt2spk[utt][1]
-        if len(speaker.split()) != 1:
-            raise _err(utt2spk_file, utt2spk[utt][0], f"expected '<utterance> <speaker>', got {utt} {speaker!r}")
-        utts.append(
-            Utterance(
-                id=utt,
-                path=audio if audio.is_absolute() else root / audio,
-                speaker=speaker,
-                text=None if texts is None else texts[utt][1],
-                duration=durations.get(utt),
-                extra=dict(spk_extra.get(speaker, {})),
-            )
-        )
-    return Manifest(utts)
-
-
-def _check_keys(
-    file: Path, table: Mapping[str, tuple[int, str]], wavs: Mapping[str, tuple[int, str]], wav_scp: Path, what: str
-) -> None:
-    for utt, (lineno, _) in table.items():
-        if utt not in wavs:
-            raise _err(file, lineno, f"utterance {utt!r} is not in wav.scp")
-    for utt, (lineno, _) in wavs.items():
-        if utt not in table:
-            raise _err(file, None, f"no {what} for utterance {utt!r} ({wav_scp.name} line {lineno})")
-
-
-def _parse_duration(value: Any, file: PathLike, line: int | None) -> float:
-    if isinstance(value, bool):
-        raise _err(file, line, f"duration must be a number, got {value!r}")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise _err(file, line, f"duration must be a number, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise _err(file, line, f"duration must be a finite number >= 0, got {value!r}")
-    return seconds
-
-
-# --------------------------------------------------------------------------- CSV / JSON
-
-def _record_to_utterance(record: Mapping[str, Any], base: Path, file: PathLike, line: int | None) -> Utterance:
-    """Build an utterance from a CSV row or JSON object (core fields + extra)."""
-    for key in ("id", "path"):
-        value = record.get(key)
-        if value is None or value == "":
-            raise _err(file, line, f"missing {key!r}")
-        if not isinstance(value, str):
-            raise _err(file, line, f"{key!r} must be a string, got {value!r}")
-    for key in ("speaker", "text"):
-        value = record.get(key)
-        if value is not None and not isinstance(value, str):
-            raise _err(file, line, f"{key!r} must be a string, got {value!r}")
-    duration = record.get("duration")
-    audio = Path(record["path"])
-    return Utterance(
-        id=record["id"],
-        path=audio if audio.is_absolute() else base / audio,
-        speaker=record.get("speaker") or None,
-        text=record.get("text"),
-        duration=None if duration in (None, "") else _parse_duration(duration, file, line),
-        extra={k: v for k, v in record.items() if k not in CORE_FIELDS},
-    )
-
-
-def _manifest_from_records(records: Iterable[tuple[int | None, Mapping[str, Any]]], file: Path) -> Manifest:
-    base = file.absolute().parent
-    utts: list[Utterance] = []
-    seen: dict[str, int | None] = {}
-    for line, record in records:
-        utt = _record_to_utterance(record, base, file, line)
-        if utt.id in seen:
-            first = f" (first on line {seen[utt.id]})" if seen[utt.id] is not None else ""
-            raise _err(file, line, f"duplicate id {utt.id!r}{first}")
-        seen[utt.id] = line
-        utts.append(utt)
-    return Manifest(utts)
-
-
-def read_csv_manifest(path: PathLike) -> Manifest:
-    """Read a CSV manifest with a header row (``id`` and ``path`` columns required).
-
-    Empty cells are treated as missing (so an empty transcript reads as None);
-    extra columns go to ``extra`` as strings.
-    """
-    file = Path(path)
-
-    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
-        with file.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames
-            if not header:
-                raise _err(file, 1, "empty file, expected a header row with 'id' and 'path'")
-            for col in ("id", "path"):
-                if col not in header:
-                    raise _err(file, 1, f"missing column {col!r} in header {header}")
-            if len(set(header)) != len(header):
-                raise _err(file, 1, f"duplicate column names in header {header}")
-            for row in reader:
-                line = reader.line_num  # last physical line of the row
-                if None in row:
-                    raise _err(file, line, f"{len(header) + len(row[None])} fields, header has {len(header)}")  # type: ignore[index]
-                if any(v is None for v in row.values()):
-                    n = sum(v is not None for v in row.values())
-                    raise _err(file, line, f"{n} fields, header has {len(header)}")
-                if not any(row.values()):
-                    continue
-                yield line, {k: v for k, v in row.items() if v != ""}
-
-    try:
-        return _manifest_from_records(rows(), file)
-    except csv.Error as exc:
-        raise _err(file, None, f"malformed CSV: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise _err(file, None, f"not UTF-8 text ({exc})") from None
-
-
-def read_jsonl_manifest(path: PathLike) -> Manifest:
-    """Read a JSON-lines manifest: one object per line, blank lines ignored."""
-    file = Path(path)
-
-    def records() -> Iterator[tuple[int, dict[str, Any]]]:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise _err(file, None, f"not UTF-8 text ({exc})") from None
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise _err(file, lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise _err(file, lineno, f"expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
-
-    return _manifest_from_records(records(), file)
-
-
-def read_json_manifest(path: PathLike) -> Manifest:
-    """Read a ``.json`` manifest: a list of objects, or an object mapping id -> object.
-
-    A file with one object per line (JSON lines) is read as such.
-    """
-    file = Path(path)
-    text = file.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if text.lstrip().startswith("{") and exc.msg == "Extra data":
-            return read_jsonl_manifest(file)
-        raise _err(file, exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-    if isinstance(data, list):
-        items: list[tuple[int | None, Mapping[str, Any]]] = []
-        for i, obj in enumerate(data):
-            if not isinstance(obj, dict):
-                raise _err(file, None, f"item {i}: expected a JSON object, got {type(obj).__name__}")
-            items.append((None, obj))
-        return _manifest_from_records(items, file)
-    if isinstance(data, dict):
-        items = []
-        for utt_id, obj in data.items():
-            if not isinstance(obj, dict):
-                raise _err(file, None, f"entry {utt_id!r}: expected a JSON object, got {type(obj).__name__}")
-            if "id" in obj and obj["id"] != utt_id:
-                raise _err(file, None, f"entry {utt_id!r}: its 'id' field says {obj['id']!r}")
-            items.append((None, {**obj, "id": utt_id}))
-        return _manifest_from_records(items, file)
-    raise _err(file, None, f"expected a list or an object, got {type(data).__name__}")
-
-
-def load_manifest(path: PathLike, **kwargs: Any) -> Manifest:
-    """Read a manifest, choosing the reader from the path.
-
-    A directory with ``wav.scp`` is read as a Kaldi data directory (``kwargs``
-    go to :func:`read_kaldi_dir`), ``.csv`` as CSV, ``.jsonl`` as JSON lines
-    and ``.json`` as JSON.
-    """
-    p = Path(path)
-    if p.is_dir():
-        if (p / "wav.scp").is_file():
-            return read_kaldi_dir(p, **kwargs)
-        raise ManifestError(f"{p}: a directory without wav.scp is not a manifest")
-    if not p.exists():
-        raise ManifestError(f"{p}: no such file or directory")
-    suffix = p.suffix.lower()
-    if kwargs:
-        raise TypeError(f"unexpected options for a {suffix} manifest: {sorted(kwargs)}")
-    if suffix == ".csv":
-        return read_csv_manifest(p)
-    if suffix in (".jsonl", ".ndjson"):
-        return read_jsonl_manifest(p)
-    if suffix == ".json":
-        return read_json_manifest(p)
-    raise ManifestError(f"{p}: unknown manifest format {suffix!r} (expected a Kaldi dir, .csv, .jsonl or .json)")
-
-
-# --------------------------------------------------------------------------- writers
-
-def _rel_path(audio: Path, base: Path) -> str:
-    """``audio`` relative to ``base`` when it lies below it, else absolute."""
-    absolute = audio if audio.is_absolute() else audio.absolute()
-    try:
-        return absolute.relative_to(base).as_posix()
-    except ValueError:
-        return str(absolute)
-
-
-def _record(u: Utterance, base: Path) -> dict[str, Any]:
-    rec: dict[str, Any] = {"id": u.id, "path": _rel_path(u.path, base)}
-    for key in ("speaker", "text", "duration"):
-        value = getattr(u, key)
-        if value is not None:
-            rec[key] = value
-    for key, value in u.extra.items():
-        if key in CORE_FIELDS:
-            raise ManifestError(f"utterance {u.id!r}: extra key {key!r} clashes with a manifest field")
-        rec[key] = value
-    return rec
-
-
-def write_jsonl_manifest(manifest: Iterable[Utterance], path: PathLike) -> Path:
-    """Write a JSON-lines manifest; audio paths below its folder are written relative."""
-    out = Path(path)
-    base = out.absolute().parent
-
-    def write(fh: Any) -> None:
-        for u in manifest:
-            fh.write(json.dumps(_record(u, base), ensure_ascii=False) + "\n")
-
-    return atomic_open_write(out, write)
-
-
-def write_csv_manifest(manifest: Iterable[Utterance], path: PathLike) -> Path:
-    """Write a CSV manifest (columns: core fields, then sorted extra keys).
-
-    Extra values that are not strings are written as JSON text (read back as strings).
-    """
-    out = Path(path)
-    base = out.absolute().parent
-    records = [_record(u, base) for u in manifest]
-    extra_cols = sorted({k for r in records for k in r} - set(CORE_FIELDS))
-    columns = [*CORE_FIELDS, *extra_cols]
-
-    def cell(value: Any) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, str):
-            return value
-        if isinstance(value, float):
-            return repr(value)
-        return json.dumps(value, ensure_ascii=False)
-
-    def write(fh: Any) -> None:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(columns)
-        for r in records:
-            writer.writerow([cell(r.get(c)) for c in columns])
-
-    return atomic_open_write(out, write)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from speechattn.data.corpora import fsdd_manifest
-from speechattn.data.manifest import Manifest, ManifestError, load_manifest
+from speechattn.data.manifest import Manifest, ManifestError
+from speechattn.data.manifest_io import load_manifest
 
 __all__ = ["resolve_manifest", "fsdd_split"]
 

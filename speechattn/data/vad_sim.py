@@ -46,6 +46,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from speechattn.data.labels import Segment, merge_segments, write_rttm
+from speechattn.utils.files import replace_dir
 
 __all__ = ["EndpointConfig", "VadSimConfig", "endpoint", "simulate_recording", "simulate_split"]
 
@@ -373,7 +374,6 @@ def simulate_split(
     finally:
         bar.close()
     (staging / f"{split}.rttm").write_text(rttm.getvalue(), encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    replace_dir(staging, target)
     log.info("simulated %d %s recordings in %s", rec, split, target)
     return target

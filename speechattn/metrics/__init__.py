@@ -1,40 +1,25 @@
 """Evaluation metrics.
 
-:mod:`speechattn.metrics.verification`: speaker verification (EER, minDCF, DET curves,
-trial lists, AS-Norm) and closed-set identification accuracy.
+Speaker verification and identification:
+
+* :mod:`speechattn.metrics.verification` - EER, minDCF, DET points, closed-set identification
+  accuracy.
+* :mod:`speechattn.metrics.scoring` - cosine scoring of embeddings, AS-Norm.
+* :mod:`speechattn.metrics.trials` - trial lists (every pair of a set, or read from a file).
+* :mod:`speechattn.metrics.plots` - DET plot.
 
 :mod:`speechattn.metrics.errors`: edit-distance error rates (WER, CER, PER).
+
+The package exports the public names (``__all__``) of these modules.
 """
 
 from __future__ import annotations
 
-from speechattn.metrics.errors import ErrorRate, edit_ops
-from speechattn.metrics.verification import (
-    Trial,
-    all_pairs_trials,
-    as_norm,
-    as_norm_from_scores,
-    compute_eer,
-    compute_min_dcf,
-    cosine_score_matrix,
-    det_curve,
-    identification_accuracy,
-    plot_det,
-    read_trials,
-)
+from speechattn.metrics import errors, plots, scoring, trials, verification
+from speechattn.metrics.errors import *  # noqa: F403
+from speechattn.metrics.plots import *  # noqa: F403
+from speechattn.metrics.scoring import *  # noqa: F403
+from speechattn.metrics.trials import *  # noqa: F403
+from speechattn.metrics.verification import *  # noqa: F403
 
-__all__ = [
-    "ErrorRate",
-    "Trial",
-    "all_pairs_trials",
-    "as_norm",
-    "as_norm_from_scores",
-    "compute_eer",
-    "compute_min_dcf",
-    "cosine_score_matrix",
-    "det_curve",
-    "edit_ops",
-    "identification_accuracy",
-    "plot_det",
-    "read_trials",
-]
+__all__ = [*errors.__all__, *verification.__all__, *scoring.__all__, *trials.__all__, *plots.__all__]

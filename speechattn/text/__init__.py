@@ -1,34 +1,15 @@
 """Text for CTC models: tokenizers (characters, phones through a lexicon) stored with a model.
 
-See :mod:`speechattn.text.tokenizers`.
+* :mod:`speechattn.text.tokenizers` - character and phone tokenizers, corpus encoding.
+* :mod:`speechattn.text.lexicon` - pronunciation lexicons.
+
+The package exports the public names (``__all__``) of both.
 """
 
 from __future__ import annotations
 
-from speechattn.text.tokenizers import (
-    BLANK,
-    WORD_BOUNDARY,
-    CharTokenizer,
-    EncodedCorpus,
-    Lexicon,
-    MissingWordError,
-    PhoneTokenizer,
-    Tokenizer,
-    UnknownTokenError,
-    encode_corpus,
-    tokenizer_from_dict,
-)
+from speechattn.text import lexicon, tokenizers
+from speechattn.text.lexicon import *  # noqa: F403
+from speechattn.text.tokenizers import *  # noqa: F403
 
-__all__ = [
-    "BLANK",
-    "WORD_BOUNDARY",
-    "CharTokenizer",
-    "EncodedCorpus",
-    "Lexicon",
-    "MissingWordError",
-    "PhoneTokenizer",
-    "Tokenizer",
-    "UnknownTokenError",
-    "encode_corpus",
-    "tokenizer_from_dict",
-]
+__all__ = [*tokenizers.__all__, *lexicon.__all__]

@@ -191,10 +191,10 @@ def test_data_prepare_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_data_prepare_download_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from speechattn.data import prepare
+    from speechattn.data import fetch, prepare
 
     def offline(url: str, *args: Any, **kwargs: Any) -> Path:
-        raise prepare.DownloadError(f"cannot download {url}: [Errno -3] Temporary failure in name resolution")
+        raise fetch.DownloadError(f"cannot download {url}: [Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(prepare, "download", offline)
     unpinned = run("data", "prepare", "fsdd", "--root", str(tmp_path))  # fsdd has no pinned checksum

@@ -19,7 +19,7 @@ from speechattn.data.corpora import (
     noise_manifest,
     select_dev_speakers,
 )
-from speechattn.data.manifest import read_kaldi_dir
+from speechattn.data.kaldi import read_kaldi_dir
 
 # speechocean762 test speakers that are NOT in the reference dev/ (speaker, gender, age),
 # from the corpus's test/spk2gender and test/spk2age; the dev/ half is read from the data.
