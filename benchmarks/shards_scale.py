@@ -22,8 +22,8 @@ its tempo by a speed factor 0.9 / 1.0 / 1.1 (linear interpolation in time; the s
 becomes ``SPK-spF`` for F != 1, as speed perturbation does), adds a random gain (+-6 dB) and,
 with probability 0.5, real background noise (``noise/``) at 5-30 dB SNR (mixed in the mel-power
 domain, :func:`speechattn.data.augment.mix_noise`). The shards are written by the same writer as
-``speechattn data shard`` (:class:`speechattn.data.shards.ShardSink`, float16); the real corpus is
-sharded by :func:`speechattn.data.shards.write_shards` itself (what the command runs). Shard
+``speechattn data shard`` (:class:`speechattn.data.shard_writer.ShardSink`, float16); the real corpus is
+sharded by :func:`speechattn.data.shard_writer.write_shards` itself (what the command runs). Shard
 folders are kept under ``--work-dir`` (default ``/tmp/speechattn-shards-scale``, never committed)
 and reused while their settings match; ``--rebuild`` writes them again.
 
@@ -52,7 +52,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import OtherLoad, environment, logged_worker, peak_rss_bytes, print_table, run_isolated  # noqa: E402
+from _common import (  # noqa: E402
+    OtherLoad,
+    environment,
+    logged_worker,
+    peak_rss_bytes,
+    print_table,
+    run_isolated,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "speaker.yaml"
@@ -109,7 +116,7 @@ def build_info(folder: Path) -> dict[str, Any]:
 
 def build_real(args: argparse.Namespace, recipe: Any) -> Path:
     """The real train set at the recipe's speeds, sharded exactly as `speechattn data shard` does."""
-    from speechattn.data.shards import write_shards
+    from speechattn.data.shard_writer import write_shards
     from speechattn.data.splits import resolve_manifest
 
     folder = Path(args.work_dir) / "real"
@@ -141,7 +148,7 @@ def build_synthetic(args: argparse.Namespace, recipe: Any) -> Path:
     from speechattn.data.augment import mix_noise
     from speechattn.data.featcache import extract_features
     from speechattn.data.manifest import Manifest, Utterance
-    from speechattn.data.shards import ShardSink
+    from speechattn.data.shard_writer import ShardSink
     from speechattn.data.splits import resolve_manifest
 
     folder = Path(args.work_dir) / f"synthetic-{args.hours:g}h"
@@ -294,8 +301,8 @@ class TreeMemory:
 def train_worker(args: argparse.Namespace) -> dict[str, Any]:
     """``--worker MODE``: build the task and time ``--steps`` training steps, in this process."""
     import torch
-
     from _common import training_stepper
+
     from speechattn.recipes import load_task_recipe
     from speechattn.tasks.speaker import SpeakerTask
     from speechattn.training.optim import build_adamw

@@ -1,6 +1,7 @@
 """Audio frontend: file I/O (soundfile), resampling, Kaldi-style features, CMVN.
 
-* :mod:`speechattn.audio.io` - reading and writing audio, resampling (offline and streaming).
+* :mod:`speechattn.audio.io` - reading and writing audio, files of any length block by block.
+* :mod:`speechattn.audio.resampling` - resampling between any two rates (offline and streaming).
 * :mod:`speechattn.audio.features` - Kaldi-style log-mel features (offline and streaming).
 * :mod:`speechattn.audio.cmvn` - cepstral mean and variance normalisation.
 
@@ -14,9 +15,10 @@ size for any pair of rates), :func:`iter_audio_blocks` matches :func:`load_audio
 
 from __future__ import annotations
 
-from speechattn.audio import cmvn, features, io
+from speechattn.audio import cmvn, features, io, resampling
 from speechattn.audio.cmvn import *  # noqa: F403
 from speechattn.audio.features import *  # noqa: F403
 from speechattn.audio.io import *  # noqa: F403
+from speechattn.audio.resampling import *  # noqa: F403
 
-__all__ = [*io.__all__, *features.__all__, *cmvn.__all__]
+__all__ = [*io.__all__, *resampling.__all__, *features.__all__, *cmvn.__all__]

@@ -20,7 +20,8 @@ from typing import Any
 
 import click
 
-from speechattn.cli.inputs import device_option, run_per_file, threads_option
+from speechattn.cli.batch import run_per_file
+from speechattn.cli.options import device_option, threads_option
 
 __all__ = ["transcribe", "FORMATS", "format_transcript"]
 
@@ -64,8 +65,8 @@ def format_transcript(fmt: str, name: str, path: Path, result: Any, to_file: boo
 def transcribe(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str,
                beam: int | None, progress: bool | None, device: Any) -> None:
     """Transcribe audio files."""
-    from speechattn.utils.files import atomic_write_text
     from speechattn.inference import Transcriber
+    from speechattn.utils.files import atomic_write_text
 
     model = Transcriber.from_run(run_dir, beam=beam, device=device)
     stdout = click.get_text_stream("stdout")

@@ -7,7 +7,7 @@
 - CTC runs: transcribed data, phone or character error rate (and word error rate).
 
 The metrics are printed as JSON. ``--device`` chooses where the model runs (see
-:func:`speechattn.cli.inputs.device_option`), ``--threads`` how many CPU threads torch uses.
+:func:`speechattn.cli.options.device_option`), ``--threads`` how many CPU threads torch uses.
 
 Audio files of the data that cannot be used (unreadable, empty, NaN samples, shorter than one
 frame...) are left out of the metrics and reported on stderr as ``speechattn: error: FILE:
@@ -24,7 +24,8 @@ from typing import Any, Iterator
 
 import click
 
-from speechattn.cli.inputs import BatchReport, device_option, threads_option
+from speechattn.cli.batch import BatchReport
+from speechattn.cli.options import device_option, threads_option
 
 __all__ = ["evaluate"]
 

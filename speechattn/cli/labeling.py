@@ -14,7 +14,8 @@ from typing import Any, TextIO
 
 import click
 
-from speechattn.cli.inputs import device_option, run_per_file, threads_option
+from speechattn.cli.batch import run_per_file
+from speechattn.cli.options import device_option, threads_option
 
 __all__ = ["label", "FORMATS"]
 

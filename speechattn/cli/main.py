@@ -30,7 +30,8 @@ from typing import Any
 
 import click
 
-from speechattn.cli.inputs import file_error_message, is_memory_error, threads_option
+from speechattn.cli.batch import file_error_message, is_memory_error
+from speechattn.cli.options import threads_option
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "TASK_COMMANDS", "main"]
 
@@ -82,7 +83,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 def is_expected_error(exc: BaseException) -> bool:
     """One of :func:`_expected_errors`, or a failed allocation (torch reports those as
-    RuntimeErrors: see :func:`speechattn.cli.inputs.is_memory_error`)."""
+    RuntimeErrors: see :func:`speechattn.cli.batch.is_memory_error`)."""
     return isinstance(exc, _expected_errors()) or is_memory_error(exc)
 
 
@@ -295,10 +296,11 @@ def data_shard(data_ref: str, out: Path, recipe_path: Path, shard_size: int, roo
     data.speed_perturb; speaker SPK-spF) becomes one sample; OUT/index.json is written last.
     Train on the shards with --set data.train_shards=OUT (see README, Data).
     """
-    from speechattn.data.shards import summarize, write_shards
+    from speechattn.data.shard_writer import write_shards
+    from speechattn.data.shards import summarize
     from speechattn.data.splits import resolve_manifest
-    from speechattn.utils.paths import data_root
     from speechattn.recipes import load_task_recipe
+    from speechattn.utils.paths import data_root
 
     recipe = load_task_recipe(recipe_path)
     features = getattr(recipe, "features", None)

@@ -17,15 +17,14 @@ from typing import Any
 
 import click
 
-from speechattn.cli.inputs import (
+from speechattn.cli.batch import (
     BatchReport,
-    device_option,
-    expand_inputs,
     file_error_message,
     is_file_error,
     is_memory_error,
-    threads_option,
 )
+from speechattn.cli.inputs import expand_inputs
+from speechattn.cli.options import device_option, threads_option
 
 __all__ = ["embed", "verify", "identify"]
 

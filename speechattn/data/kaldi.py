@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from speechattn.data.manifest import Manifest, ManifestError, PathLike, Utterance, error_at, parse_duration
+from speechattn.data.manifest import (
+    Manifest,
+    ManifestError,
+    PathLike,
+    Utterance,
+    error_at,
+    parse_duration,
+)
 
 __all__ = ["read_kaldi_dir"]
 

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from speechattn.data.kaldi import read_kaldi_dir
-from speechattn.data.manifest import CORE_FIELDS, Manifest, ManifestError, PathLike, Utterance, error_at, parse_duration
+from speechattn.data.manifest import (
+    CORE_FIELDS,
+    Manifest,
+    ManifestError,
+    PathLike,
+    Utterance,
+    error_at,
+    parse_duration,
+)
 from speechattn.utils.files import atomic_open_write
 
 __all__ = [

@@ -25,7 +25,7 @@ energies (about -16 to +30) keep a rounding error of at most 2^-11 of their magn
 far below what noise mixing and SpecAugment change in training. ``dtype="float32"`` keeps them
 exact.
 
-Reading (:class:`ShardDataset`): each epoch, the shards are put in an order drawn from
+Writing: :mod:`speechattn.data.shard_writer`. Reading (:class:`ShardDataset`): each epoch, the shards are put in an order drawn from
 (seed, epoch), the same on every rank; their samples, concatenated in that order, form the
 epoch's sequence. Rank ``r`` of ``W`` takes the ``r``-th contiguous range of
 ``steps_per_epoch * batch_size`` samples (``steps_per_epoch = total_samples // (batch_size * W)``;
@@ -52,21 +52,16 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from tqdm import tqdm
 
-from speechattn.audio import AudioError, FeatureConfig, FeatureExtractor, load_audio
+from speechattn.audio import FeatureConfig
 from speechattn.data.augment import random_crop
 from speechattn.data.featcache import frontend_versions
-from speechattn.data.manifest import Manifest
-from speechattn.utils.files import atomic_write
 
 __all__ = [
     "INDEX_NAME",
     "ShardError",
     "ShardInfo",
     "ShardIndex",
-    "ShardSink",
-    "write_shards",
     "load_index",
     "epoch_plan",
     "ShardDataset",
@@ -80,17 +75,11 @@ INDEX_NAME = "index.json"
 SHARD_PATTERN = "shard-%06d.tar"
 FORMAT = "speechattn-feature-shards"
 FORMAT_VERSION = 1
-_DTYPES = {"float16": np.float16, "float32": np.float32}
+STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
 class ShardError(ValueError):
     """A shard folder that cannot be used (one-line message)."""
-
-
-def _package_version() -> str:
-    from speechattn import __version__
-
-    return __version__
 
 
 # ----------------------------------------------------------------------------- index
@@ -151,7 +140,7 @@ class ShardIndex:
         }
 
 
-def _feature_dict(config: FeatureConfig | dict[str, Any]) -> dict[str, Any]:
+def feature_dict(config: FeatureConfig | dict[str, Any]) -> dict[str, Any]:
     return dataclasses.asdict(config) if isinstance(config, FeatureConfig) else dict(config)
 
 
@@ -200,8 +189,8 @@ def load_index(path: str | Path, features: FeatureConfig | dict[str, Any] | None
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ShardError(f"{index_path}: malformed shard index ({type(err).__name__}: {err})") from None
-    if index.dtype not in _DTYPES:
-        raise ShardError(f"{index_path}: unknown feature_dtype {index.dtype!r} (expected one of {sorted(_DTYPES)})")
+    if index.dtype not in STORAGE_DTYPES:
+        raise ShardError(f"{index_path}: unknown feature_dtype {index.dtype!r} (expected one of {sorted(STORAGE_DTYPES)})")
     if sum(s.samples for s in index.shards) != index.total_samples:
         raise ShardError(f"{index_path}: the shards' sample counts do not add up to total_samples")
     missing = [s.file for s in index.shards if not (folder / s.file).is_file()]
@@ -216,7 +205,7 @@ def load_index(path: str | Path, features: FeatureConfig | dict[str, Any] | None
             log.warning("%s: the shards' features were computed by another frontend (%s); write them again "
                         "for features identical to extraction now", folder, ", ".join(changed))
     if features is not None:
-        wanted = _feature_dict(features)
+        wanted = feature_dict(features)
         diffs = [f"{k}={index.features.get(k, '(unset)')!r} in the shards, {wanted.get(k, '(unset)')!r} in the recipe"
                  for k in sorted(set(wanted) | set(index.features)) if index.features.get(k) != wanted.get(k)]
         if diffs:
@@ -226,177 +215,6 @@ def load_index(path: str | Path, features: FeatureConfig | dict[str, Any] | None
 
 
 # ----------------------------------------------------------------------------- writer
-
-
-class ShardSink:
-    """Writes feature samples into webdataset shards and, on :meth:`close`, ``index.json``.
-
-    The one code path that writes shard folders: :func:`write_shards` (``speechattn data shard``)
-    feeds it features extracted from audio; a benchmark can feed it features made otherwise.
-    Opening it removes an existing ``index.json`` and ``shard-*.tar`` files in ``out``, so an
-    interrupted run never leaves an index that describes other shards.
-
-    Args:
-        out: the shard folder (created).
-        features: the feature configuration the samples were computed with.
-        speed_perturb: the speed factors of the samples (recorded in the index).
-        shard_size: samples per shard (a shard also ends once it reaches ``shard_bytes``).
-        dtype: ``"float16"`` (default; half the disk) or ``"float32"``.
-        source: what the samples were made from (recorded in the index).
-    """
-
-    def __init__(
-        self,
-        out: str | Path,
-        features: FeatureConfig | dict[str, Any],
-        speed_perturb: Sequence[float] = (1.0,),
-        *,
-        shard_size: int = 1000,
-        shard_bytes: float = 512e6,
-        dtype: str = "float16",
-        source: str | None = None,
-    ) -> None:
-        import webdataset as wds
-
-        if shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / INDEX_NAME).unlink(missing_ok=True)  # first: a stale index never outlives its shards
-        for old in self.out.glob("shard-*.tar"):
-            old.unlink()
-        self.features = _feature_dict(features)
-        self.frame_shift_ms = float(self.features.get("frame_shift_ms", 10.0))
-        self.speed_perturb = [float(f) for f in speed_perturb]
-        self.dtype = dtype
-        self.source = source
-        self.failures: dict[str, str] = {}
-        self._np_dtype = _DTYPES[dtype]
-        self._counts: dict[str, list[int]] = {}  # file -> [samples, frames], in writing order
-        self._speakers: set[str] = set()
-        self._written = 0
-        self._writer = wds.ShardWriter(str(self.out / SHARD_PATTERN), maxcount=shard_size, maxsize=shard_bytes,
-                                       verbose=0)
-        self._closed = False
-
-    def add(self, utt_id: str, speaker: str, feats: Tensor | np.ndarray, speed: float = 1.0) -> None:
-        """Write one sample: (frames, dim) features of utterance ``utt_id`` by ``speaker``."""
-        arr = feats.detach().cpu().numpy() if isinstance(feats, Tensor) else np.asarray(feats)
-        if arr.ndim != 2 or arr.shape[0] == 0:
-            raise ValueError(f"{utt_id}: features must be (frames >= 1, dim), got shape {tuple(arr.shape)}")
-        arr = np.ascontiguousarray(arr.astype(self._np_dtype, copy=False))
-        if self._np_dtype == np.float16 and not np.isfinite(arr).all():
-            raise ValueError(f"{utt_id}: features overflow float16; write the shards with dtype float32")
-        meta = {"id": utt_id, "speaker": str(speaker), "frames": int(arr.shape[0]), "speed": float(speed)}
-        self._writer.write({"__key__": f"s{self._written:09d}", "feats.npy": arr, "json": meta})
-        counts = self._counts.setdefault(Path(self._writer.fname).name, [0, 0])
-        counts[0] += 1
-        counts[1] += int(arr.shape[0])
-        self._speakers.add(str(speaker))
-        self._written += 1
-
-    def skip(self, utt_id: str, reason: str) -> None:
-        """Record an utterance that could not be read (reported, and listed in the index)."""
-        log.warning("skipped %s: %s", utt_id, reason)
-        self.failures[utt_id] = reason
-
-    def close(self) -> ShardIndex:
-        """Finish the last shard and write ``index.json`` (atomically, last)."""
-        if self._closed:
-            raise RuntimeError("ShardSink already closed")
-        self._closed = True
-        self._writer.close()
-        if not self._written:
-            raise ValueError(f"{self.out}: no readable audio to write (skipped {len(self.failures)} files)")
-        shards = [ShardInfo(f, c[0], c[1]) for f, c in self._counts.items()]
-        total_frames = sum(s.frames for s in shards)
-        index = ShardIndex(
-            folder=self.out,
-            features=self.features,
-            speed_perturb=self.speed_perturb,
-            dtype=self.dtype,
-            shards=shards,
-            total_samples=self._written,
-            total_frames=total_frames,
-            total_hours=total_frames * self.frame_shift_ms / 1000.0 / 3600.0,
-            speakers=sorted(self._speakers),
-            skipped=dict(self.failures),
-            package_version=_package_version(),
-            source=self.source,
-            frontend=frontend_versions(),
-        )
-        text = json.dumps(index.to_json(), indent=1) + "\n"
-        atomic_write(self.out / INDEX_NAME, lambda tmp: Path(tmp).write_text(text))
-        return index
-
-    def abort(self) -> None:
-        """Close the open shard without writing an index (the folder stays unusable)."""
-        if not self._closed:
-            self._closed = True
-            self._writer.close()
-
-
-def _utterance_features(path: Path, extractor: FeatureExtractor, speed: float) -> Tensor:
-    """(frames, dim) features of one file at one speed (as featcache extracts them)."""
-    import torchaudio
-
-    rate = extractor.config.sample_rate
-    wave, _ = load_audio(path, rate)
-    if speed != 1.0:
-        wave = torchaudio.functional.resample(wave, int(round(rate * speed)), rate)
-    f, n = extractor(wave[None])
-    if int(n[0]) == 0:
-        raise AudioError(f"{path}: shorter than one frame")
-    return f[0, : int(n[0])]
-
-
-def write_shards(
-    manifest: Manifest,
-    out: str | Path,
-    features: FeatureConfig,
-    speed_perturb: Sequence[float] = (1.0,),
-    *,
-    shard_size: int = 1000,
-    dtype: str = "float16",
-    seed: int = 0,
-    source: str | None = None,
-    progress: bool | None = None,
-) -> ShardIndex:
-    """Extract the features of every utterance (and its speed-perturbed copies) into shards.
-
-    Utterances are extracted one at a time and written at once, so memory does not grow with
-    the corpus. The (utterance, speed) pairs are written in an order shuffled from ``seed``.
-    Unreadable files are logged, skipped and listed in the index under ``skipped``.
-
-    Returns:
-        The index written to ``out/index.json``.
-    """
-    if not speed_perturb or any(f <= 0 for f in speed_perturb):
-        raise ValueError(f"speed factors must be > 0, got {list(speed_perturb)}")
-    missing = [u.id for u in manifest if u.speaker is None]
-    if missing:
-        raise ValueError(f"the data has no speaker labels (first: {missing[0]}); shards need utt2spk")
-    extractor = FeatureExtractor(features)
-    pairs = [(u, float(s)) for u in manifest for s in speed_perturb]
-    random.Random(seed).shuffle(pairs)
-    sink = ShardSink(out, features, speed_perturb, shard_size=shard_size, dtype=dtype, source=source)
-    try:
-        with torch.inference_mode():
-            for utt, speed in tqdm(pairs, desc="shards", disable=None if progress is None else not progress,
-                                   leave=False):
-                tag = "" if speed == 1.0 else f"-sp{speed:g}"
-                try:
-                    feats = _utterance_features(utt.path, extractor, speed)
-                except AudioError as err:
-                    sink.skip(f"{utt.id}{tag}", str(err))
-                    continue
-                sink.add(f"{utt.id}{tag}", f"{utt.speaker}{tag}", feats, speed)
-    except BaseException:
-        sink.abort()
-        raise
-    return sink.close()
 
 
 # ----------------------------------------------------------------------------- reader

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from speechattn.cli.inputs import BatchReport, expand_inputs
+from speechattn.cli.batch import BatchReport
+from speechattn.cli.inputs import expand_inputs
 
 
 def touch(path: Path, data: bytes = b"RIFF") -> Path:

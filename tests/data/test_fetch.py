@@ -13,8 +13,20 @@ from pathlib import Path
 import pytest
 
 from speechattn.data.corpora import PrepareError
-from speechattn.data.fetch import ChecksumError, DownloadError, UnsafeArchiveError, download, extract, parse_checksum
-from tests.data.fetch_support import LoopbackServer, loopback_server, make_tar_gz, sha256
+from speechattn.data.fetch import (
+    ChecksumError,
+    DownloadError,
+    UnsafeArchiveError,
+    download,
+    extract,
+    parse_checksum,
+)
+from tests.data.fetch_support import (
+    LoopbackServer,
+    loopback_server,
+    make_tar_gz,
+    sha256,
+)
 
 
 @pytest.fixture()

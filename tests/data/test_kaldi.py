@@ -11,7 +11,6 @@ from speechattn.data.manifest import ManifestError
 from speechattn.data.manifest_io import load_manifest
 from tests.data.manifest_support import make_kaldi_dir, write
 
-
 # --------------------------------------------------------------------------- Kaldi
 
 def test_read_kaldi_dir(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import soundfile
 from speechattn.data.manifest import Manifest, ManifestError, Utterance
 from tests.data.manifest_support import sample_manifest
 
-
 # --------------------------------------------------------------------------- Utterance / Manifest
 
 def test_utterance_hashable_and_extra_ignored_in_equality(tmp_path: Path) -> None:

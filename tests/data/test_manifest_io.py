@@ -18,7 +18,6 @@ from speechattn.data.manifest_io import (
 )
 from tests.data.manifest_support import make_kaldi_dir, sample_manifest, write
 
-
 # --------------------------------------------------------------------------- CSV
 
 def test_read_csv_manifest(tmp_path: Path) -> None:

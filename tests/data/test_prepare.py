@@ -26,7 +26,12 @@ from speechattn.data.prepare import (
     prepare_corpus,
     read_marker,
 )
-from tests.data.fetch_support import LoopbackServer, loopback_server, make_tar_gz, sha256
+from tests.data.fetch_support import (
+    LoopbackServer,
+    loopback_server,
+    make_tar_gz,
+    sha256,
+)
 
 
 def wav_bytes(seconds: float = 0.1, rate: int = 8000, freq: float = 300.0) -> bytes:

@@ -17,15 +17,14 @@ import speechattn.utils.distributed as distributed
 from speechattn.audio import FeatureConfig, FeatureExtractor
 from speechattn.data.augment import mix_noise, random_crops, spec_augment
 from speechattn.data.featcache import extract_features, frontend_versions
+from speechattn.data.shard_writer import ShardSink, write_shards
 from speechattn.data.shards import (
     INDEX_NAME,
     ShardDataset,
     ShardError,
-    ShardSink,
     epoch_plan,
     load_index,
     shard_loader,
-    write_shards,
 )
 from speechattn.data.splits import resolve_manifest
 

@@ -9,7 +9,14 @@ from speechattn.audio import load_audio
 from speechattn.data.labelled import load_labelled
 from speechattn.data.labels import segments_to_frames
 from speechattn.data.splits import resolve_manifest
-from speechattn.data.vad_sim import EndpointConfig, VadSimConfig, endpoint, frame_energy_db, simulate_recording, simulate_split
+from speechattn.data.vad_sim import (
+    EndpointConfig,
+    VadSimConfig,
+    endpoint,
+    frame_energy_db,
+    simulate_recording,
+    simulate_split,
+)
 
 RATE = 16000
 
