@@ -11,11 +11,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import torch
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
+_S = TypeVar("_S", bound="Sampler")
 
 
 def rss_bytes() -> int:
@@ -39,7 +40,33 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-class PeakSampler:
+class Sampler:
+    """Calls :meth:`sample` every ``interval`` seconds in a daemon thread between ``__enter__``
+    and ``__exit__``; subclasses keep what they measure in :meth:`sample`."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            time.sleep(self.interval)
+
+    def __enter__(self: _S) -> _S:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class PeakSampler(Sampler):
     """Samples RSS every ``interval`` seconds in a thread; ``peak`` is the highest seen.
 
     Used to measure what one call adds on top of the memory already held (its inputs):
@@ -48,24 +75,15 @@ class PeakSampler:
     """
 
     def __init__(self, interval: float = 0.0005) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self.peak = rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "PeakSampler":
-        self._thread.start()
-        return self
+    def sample(self) -> None:
+        self.peak = max(self.peak, rss_bytes())
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
+        super().__exit__(*exc)
+        self.sample()
 
 
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:

@@ -44,7 +44,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import OtherLoad, environment, logged_worker, peak_rss_bytes, print_table, run_isolated  # noqa: E402
+from _common import OtherLoad, Sampler, environment, logged_worker, peak_rss_bytes, print_table, run_isolated  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "speaker.yaml"
@@ -250,17 +249,15 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-class TreeMemory:
+class TreeMemory(Sampler):
     """Samples this process and its children (DataLoader workers) every ``interval`` s: peak of
     the summed RSS, of the summed PSS, the largest worker VmHWM, and the workers' CPU time."""
 
     def __init__(self, interval: float = 0.25) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self.peak_rss = self.peak_pss = self.worker_hwm = 0
         self.workers_seen: set[int] = set()
         self.worker_cpu: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> None:
         me = os.getpid()
@@ -274,19 +271,6 @@ class TreeMemory:
 
     def worker_cpu_s(self) -> float:
         return sum(self.worker_cpu.values())
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "TreeMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # --------------------------------------------------------------------------- one training run
