@@ -1,7 +1,8 @@
-"""Shared helpers for the benchmark scripts: isolated runs, peak memory, tables, JSON."""
+"""Shared helpers for the benchmark scripts: isolated runs and workers, peak memory, tables, JSON."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -11,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import torch
 
@@ -106,6 +107,46 @@ def run_isolated(module_args: list[str], timeout: float | None = None) -> dict[s
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_worker(script: str, worker: list[str], options: list[str], timeout: float) -> dict[str, Any]:
+    """``python SCRIPT --worker WORKER... OPTIONS...`` in a fresh process (:func:`run_isolated`);
+    ``{"error": "timed out after N min"}`` when it runs longer than ``timeout`` seconds."""
+    try:
+        return run_isolated([script, "--worker", *worker, *options], timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout / 60:.0f} min"}
+
+
+def worker_options(args: argparse.Namespace, names: Iterable[str]) -> list[str]:
+    """The options ``names`` (argparse dests: ``"d_model"``) of ``args`` as command-line options
+    again, to pass the parent's settings on to a worker process of the same script:
+    ``--d-model=256``, ``--smoke`` for a true flag, one ``--set=VALUE`` per item of a list;
+    ``None``, ``False`` and empty lists are left out (the worker gets its own default)."""
+    out: list[str] = []
+    for name in names:
+        value = getattr(args, name)
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, (list, tuple)):
+            out += [f"{flag}={item}" for item in value]
+        elif value is not None and value is not False:
+            out.append(f"{flag}={value}")
+    return out
+
+
+#: The attention-shape options of the encoder benchmarks (:func:`add_attention_options`).
+ATTENTION_OPTIONS = ("d_model", "heads", "left", "right")
+
+
+def add_attention_options(parser: argparse.ArgumentParser) -> None:
+    """``--d-model``, ``--heads`` and the ``--left`` / ``--right`` context (frames) of the
+    attention under test; :data:`ATTENTION_OPTIONS` names them for :func:`worker_options`."""
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--left", type=int, default=32)
+    parser.add_argument("--right", type=int, default=8)
 
 
 def environment() -> dict[str, Any]:
