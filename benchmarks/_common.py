@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmark scripts: isolated runs and workers, peak memory, tables, JSON."""
+"""Shared helpers for the benchmark scripts: isolated runs and workers, peak memory, the
+command line measured in a fresh process, tables, JSON."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import platform
 import resource
 import subprocess
 import sys
+import textwrap
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -149,6 +152,80 @@ def add_attention_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--right", type=int, default=8)
 
 
+#: Runs the command line (``speechattn.cli.main``) in this process, as ``python -m
+#: speechattn.cli.main`` does, and when it exits writes ``{seconds, peak_rss_mb, exit_code,
+#: torch_threads}`` as JSON to argv[1]: peak RSS is ``VmHWM`` of the whole process (Python,
+#: torch import, model, the work), not ``ru_maxrss``, which on Linux starts from the parent's
+#: RSS at fork. argv[2:] are the command's arguments. ``{prelude}`` runs first.
+_CLI_WRAPPER = r"""
+import json, os, sys, time
+start = time.perf_counter()
+stats_path = sys.argv[1]
+sys.argv = ["speechattn", *sys.argv[2:]]
+code = 0
+try:
+{prelude}
+    from speechattn.cli.main import main
+    main(prog_name="speechattn")
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+finally:
+    hwm = None
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+    torch = sys.modules.get("torch")
+    with open(stats_path, "w") as f:
+        json.dump({"seconds": time.perf_counter() - start, "peak_rss_mb": hwm, "exit_code": code,
+                   "torch_threads": torch.get_num_threads() if torch else None}, f)
+sys.exit(code)
+"""
+
+
+@dataclass
+class CliRun:
+    """One run of :func:`run_cli`."""
+
+    cmd: list[str]  #: the command as run: ``python -c WRAPPER STATS ARGS...``
+    returncode: int
+    stderr: str
+    wall_s: float  #: the whole process (start-up and imports included), measured by the parent
+    cpu_s: float  #: user + system CPU seconds of the process
+    stats: dict[str, Any]  #: what the wrapper wrote (``{}`` if it wrote nothing)
+
+    @property
+    def args(self) -> list[str]:
+        """The command line's arguments (what follows ``speechattn``)."""
+        return self.cmd[4:]
+
+
+def run_cli(args: list[str], stats_path: Path, prelude: str = "", env: dict[str, str] | None = None) -> CliRun:
+    """``speechattn ARGS`` in a fresh process (``env`` added to this one's environment) through
+    the wrapper above, which writes its statistics to ``stats_path``. ``prelude``: Python code
+    the wrapper runs before the command (e.g. to patch a class attribute)."""
+    stats_path.unlink(missing_ok=True)
+    wrapper = _CLI_WRAPPER.replace("{prelude}", textwrap.indent(textwrap.dedent(prelude).strip() or "pass", "    "))
+    cmd = [sys.executable, "-c", wrapper, str(stats_path), *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return CliRun(cmd, proc.returncode, proc.stderr, wall, cpu, stats)
+
+
+def lscpu() -> dict[str, str]:
+    """``lscpu``'s fields (``"Model name"``, ``"CPU(s)"``, ``"Flags"``...); ``{}`` where it cannot run."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines()) if v}
+
+
 def environment() -> dict[str, Any]:
     """What the numbers were measured on."""
     cpu = platform.processor() or "unknown"
@@ -192,11 +269,14 @@ def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> N
         print("| " + " | ".join(cells) + " |")
 
 
-def write_json(name: str, payload: dict[str, Any], path: str | None = None) -> Path:
-    """Write the results to ``path`` or ``benchmarks/out/<name>.json``."""
+def write_json(name: str, payload: dict[str, Any], path: str | os.PathLike[str] | None = None,
+               indent: int = 2) -> Path:
+    """Write the results to ``path`` or ``benchmarks/out/<name>.json``, atomically (never a
+    half-written results file), creating the folder."""
+    from speechattn.utils.files import atomic_write_text
+
     out = Path(path) if path else OUT_DIR / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(payload, indent=indent) + "\n")
     return out
 
 

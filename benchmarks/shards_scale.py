@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,7 +50,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import OtherLoad, Sampler, environment, logged_worker, peak_rss_bytes, print_table, run_isolated  # noqa: E402
+from _common import OtherLoad, Sampler, environment, logged_worker, lscpu, peak_rss_bytes, print_table  # noqa: E402
+from _common import run_isolated, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "speaker.yaml"
@@ -62,14 +62,11 @@ MB = 1024 * 1024
 
 # --------------------------------------------------------------------------- machine
 
-def lscpu() -> dict[str, Any]:
+def cpu_info() -> dict[str, Any]:
     """Model name and flags from ``lscpu`` (the ISA the numbers were measured with)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
+    fields = lscpu()
+    if not fields:
         return {}
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
     return {"model": fields.get("Model name"), "cpus": fields.get("CPU(s)"), "flags": fields.get("Flags", "").split()}
 
 
@@ -456,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
               "steps: the steps/s (and their ratio) measure that contention as much as the code")
     payload = {
         "benchmark": "shards_scale",
-        "environment": {**environment(), "lscpu": lscpu()},
+        "environment": {**environment(), "lscpu": cpu_info()},
         "settings": {k: getattr(args, k) for k in ("hours", "shard_size", "steps", "warmup", "threads",
                                                     "num_workers", "dev_utterances", "repeats", "seed", "set")},
         "recipe": str(RECIPE.relative_to(REPO)),
@@ -469,9 +466,7 @@ def main(argv: list[str] | None = None) -> None:
         "max_other_load_cores": busiest,
         "speed_reliable": busiest <= 0.3,
     }
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1) + "\n")
+    out = write_json("shards_scale", payload, args.json, indent=1)
     print(f"wrote {out}")
 
 
