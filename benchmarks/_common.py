@@ -217,6 +217,35 @@ def run_cli(args: list[str], stats_path: Path, prelude: str = "", env: dict[str,
     return CliRun(cmd, proc.returncode, proc.stderr, wall, cpu, stats)
 
 
+def write_long_wav(path: str | os.PathLike[str], rate: int, frames: int, waves: Iterable[Any],
+                   cut: bool = True) -> int:
+    """Write the mono float arrays ``waves`` one after the other as a 16-bit PCM WAV at ``rate``
+    until it holds ``frames`` samples, atomically (no half-written file at ``path``, whatever
+    happens). ``cut``: the last wave is cut to fit; else waves are written whole and the file may
+    run past ``frames``. Stops early if ``waves`` ends. Returns the samples written."""
+    import soundfile as sf
+
+    from speechattn.utils.files import atomic_write
+
+    written = 0
+
+    def write(tmp: str) -> None:
+        nonlocal written
+        with sf.SoundFile(tmp, "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV") as f:
+            source = iter(waves)
+            while written < frames:  # checked before taking the next wave: none is taken unwritten
+                wave = next(source, None)
+                if wave is None:
+                    break
+                if cut:
+                    wave = wave[: frames - written]
+                f.write(wave)
+                written += len(wave)
+
+    atomic_write(path, write)
+    return written
+
+
 def lscpu() -> dict[str, str]:
     """``lscpu``'s fields (``"Model name"``, ``"CPU(s)"``, ``"Flags"``...); ``{}`` where it cannot run."""
     try:

@@ -17,11 +17,13 @@ RTF = processing seconds / audio seconds (lower is faster).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import ATTENTION_OPTIONS, add_attention_options, environment, peak_rss_bytes  # noqa: E402
-from _common import print_table, run_isolated, worker_options, write_json  # noqa: E402
+from _common import print_table, run_isolated, worker_options, write_json, write_long_wav  # noqa: E402
 
 FRAME_RATE = 100  # 10 ms frames
 
@@ -101,20 +103,16 @@ def make_audio(path: Path, seconds: float, sample_rate: int = 16000) -> str:
     from speechattn.utils.paths import data_root
 
     sources = sorted((data_root() / "speechocean762" / "audio").glob("*/*.ogg"))[:200]
-    total = int(seconds * sample_rate)
-    written = 0
     rng = np.random.default_rng(0)
-    with sf.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype="PCM_16") as out:
-        i = 0
-        while written < total:
+
+    def blocks() -> Iterator[np.ndarray]:
+        for i in itertools.count():
             if sources:
-                block, _ = sf.read(str(sources[i % len(sources)]), dtype="float32")
-                i += 1
+                yield sf.read(str(sources[i % len(sources)]), dtype="float32")[0]
             else:
-                block = (0.1 * rng.standard_normal(sample_rate * 5)).astype("float32")
-            block = block[: total - written]
-            out.write(block)
-            written += len(block)
+                yield (0.1 * rng.standard_normal(sample_rate * 5)).astype("float32")
+
+    write_long_wav(path, sample_rate, int(seconds * sample_rate), blocks())
     return str(path)
 
 

@@ -46,12 +46,14 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import OUT_DIR, environment, print_table, run_cli, write_json  # noqa: E402
+from _common import OUT_DIR, environment, print_table, run_cli, write_json, write_long_wav  # noqa: E402
 from _common import smoke_run as common_smoke_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,11 +80,10 @@ def run_tokenizer(run_dir: Path, recipe: Any, root: Path) -> Any:
 def long_file(dev: str, root: Path, tokenizer: Any, rate: int, hours: float, out: Path) -> tuple[Path, dict[str, Any]]:
     """The dev utterances concatenated (cycled, whole utterances) to at least ``hours``, as
     PCM-16 WAV at ``rate``, and its reference (made once per dev set, tokenizer and length)."""
-    import soundfile as sf
-
     from speechattn.audio import AudioError, load_audio
     from speechattn.data.splits import resolve_manifest
     from speechattn.text import encode_corpus
+    from speechattn.utils.files import atomic_write_text
 
     manifest = resolve_manifest(dev, root)
     key = hashlib.sha1(json.dumps([str(root), dev, rate, tokenizer.to_dict(), [u.id for u in manifest]],
@@ -96,15 +97,13 @@ def long_file(dev: str, root: Path, tokenizer: Any, rate: int, hours: float, out
     items = [u for u in manifest if u.id in encoded.ids]
     if not items:
         raise ValueError(f"{dev}: no utterance the run's tokenizer can encode")
-    target = int(hours * 3600 * rate)
     utterances: list[dict[str, Any]] = []
     unreadable: set[str] = set()
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.wav")
-    written = 0
-    with sf.SoundFile(str(tmp), "w", samplerate=rate, channels=1, subtype="PCM_16") as f:
-        i = 0
-        while written < target:
+
+    def waves() -> Iterator[np.ndarray]:
+        """The readable utterances, cycled, each noted in ``utterances`` as it is taken."""
+        start = i = 0
+        while True:
             if i and i % len(items) == 0 and len(unreadable) == len(items):
                 raise ValueError(f"{dev}: no readable audio")
             utt = items[i % len(items)]
@@ -116,16 +115,17 @@ def long_file(dev: str, root: Path, tokenizer: Any, rate: int, hours: float, out
             except AudioError:
                 unreadable.add(utt.id)
                 continue
-            f.write(wave)
-            utterances.append({"id": utt.id, "start": written / rate, "end": (written + wave.shape[0]) / rate,
+            utterances.append({"id": utt.id, "start": start / rate, "end": (start + wave.shape[0]) / rate,
                                "ref": tokenizer.decode(encoded.ids[utt.id])})
-            written += wave.shape[0]
+            start += wave.shape[0]
+            yield wave
+
+    written = write_long_wav(path, rate, int(hours * 3600 * rate), waves(), cut=False)
     reference = {"dev": dev, "root": str(root), "rate": rate, "seconds": written / rate,
                  "distinct_utterances": len(items) - len(unreadable),
                  "left_out": {"not_encodable": len(encoded.skipped), "unreadable": len(unreadable)},
                  "utterances": utterances}
-    ref_path.write_text(json.dumps(reference) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(ref_path, json.dumps(reference) + "\n")
     return path, reference
 
 
