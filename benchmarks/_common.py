@@ -1,21 +1,26 @@
-"""Shared helpers for the benchmark scripts: isolated runs, peak memory, tables, JSON."""
+"""Shared helpers for the benchmark scripts: isolated runs and workers, peak memory, the
+command line measured in a fresh process, tables, JSON."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import resource
 import subprocess
 import sys
+import textwrap
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, TypeVar
 
 import torch
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
+_S = TypeVar("_S", bound="Sampler")
 
 
 def rss_bytes() -> int:
@@ -39,7 +44,33 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-class PeakSampler:
+class Sampler:
+    """Calls :meth:`sample` every ``interval`` seconds in a daemon thread between ``__enter__``
+    and ``__exit__``; subclasses keep what they measure in :meth:`sample`."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            time.sleep(self.interval)
+
+    def __enter__(self: _S) -> _S:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class PeakSampler(Sampler):
     """Samples RSS every ``interval`` seconds in a thread; ``peak`` is the highest seen.
 
     Used to measure what one call adds on top of the memory already held (its inputs):
@@ -48,24 +79,15 @@ class PeakSampler:
     """
 
     def __init__(self, interval: float = 0.0005) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self.peak = rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "PeakSampler":
-        self._thread.start()
-        return self
+    def sample(self) -> None:
+        self.peak = max(self.peak, rss_bytes())
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
+        super().__exit__(*exc)
+        self.sample()
 
 
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:
@@ -88,6 +110,149 @@ def run_isolated(module_args: list[str], timeout: float | None = None) -> dict[s
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_worker(script: str, worker: list[str], options: list[str], timeout: float) -> dict[str, Any]:
+    """``python SCRIPT --worker WORKER... OPTIONS...`` in a fresh process (:func:`run_isolated`);
+    ``{"error": "timed out after N min"}`` when it runs longer than ``timeout`` seconds."""
+    try:
+        return run_isolated([script, "--worker", *worker, *options], timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout / 60:.0f} min"}
+
+
+def worker_options(args: argparse.Namespace, names: Iterable[str]) -> list[str]:
+    """The options ``names`` (argparse dests: ``"d_model"``) of ``args`` as command-line options
+    again, to pass the parent's settings on to a worker process of the same script:
+    ``--d-model=256``, ``--smoke`` for a true flag, one ``--set=VALUE`` per item of a list;
+    ``None``, ``False`` and empty lists are left out (the worker gets its own default)."""
+    out: list[str] = []
+    for name in names:
+        value = getattr(args, name)
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, (list, tuple)):
+            out += [f"{flag}={item}" for item in value]
+        elif value is not None and value is not False:
+            out.append(f"{flag}={value}")
+    return out
+
+
+#: The attention-shape options of the encoder benchmarks (:func:`add_attention_options`).
+ATTENTION_OPTIONS = ("d_model", "heads", "left", "right")
+
+
+def add_attention_options(parser: argparse.ArgumentParser) -> None:
+    """``--d-model``, ``--heads`` and the ``--left`` / ``--right`` context (frames) of the
+    attention under test; :data:`ATTENTION_OPTIONS` names them for :func:`worker_options`."""
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--left", type=int, default=32)
+    parser.add_argument("--right", type=int, default=8)
+
+
+#: Runs the command line (``speechattn.cli.main``) in this process, as ``python -m
+#: speechattn.cli.main`` does, and when it exits writes ``{seconds, peak_rss_mb, exit_code,
+#: torch_threads}`` as JSON to argv[1]: peak RSS is ``VmHWM`` of the whole process (Python,
+#: torch import, model, the work), not ``ru_maxrss``, which on Linux starts from the parent's
+#: RSS at fork. argv[2:] are the command's arguments. ``{prelude}`` runs first.
+_CLI_WRAPPER = r"""
+import json, os, sys, time
+start = time.perf_counter()
+stats_path = sys.argv[1]
+sys.argv = ["speechattn", *sys.argv[2:]]
+code = 0
+try:
+{prelude}
+    from speechattn.cli.main import main
+    main(prog_name="speechattn")
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+finally:
+    hwm = None
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+    torch = sys.modules.get("torch")
+    with open(stats_path, "w") as f:
+        json.dump({"seconds": time.perf_counter() - start, "peak_rss_mb": hwm, "exit_code": code,
+                   "torch_threads": torch.get_num_threads() if torch else None}, f)
+sys.exit(code)
+"""
+
+
+@dataclass
+class CliRun:
+    """One run of :func:`run_cli`."""
+
+    cmd: list[str]  #: the command as run: ``python -c WRAPPER STATS ARGS...``
+    returncode: int
+    stderr: str
+    wall_s: float  #: the whole process (start-up and imports included), measured by the parent
+    cpu_s: float  #: user + system CPU seconds of the process
+    stats: dict[str, Any]  #: what the wrapper wrote (``{}`` if it wrote nothing)
+
+    @property
+    def args(self) -> list[str]:
+        """The command line's arguments (what follows ``speechattn``)."""
+        return self.cmd[4:]
+
+
+def run_cli(args: list[str], stats_path: Path, prelude: str = "", env: dict[str, str] | None = None) -> CliRun:
+    """``speechattn ARGS`` in a fresh process (``env`` added to this one's environment) through
+    the wrapper above, which writes its statistics to ``stats_path``. ``prelude``: Python code
+    the wrapper runs before the command (e.g. to patch a class attribute)."""
+    stats_path.unlink(missing_ok=True)
+    wrapper = _CLI_WRAPPER.replace("{prelude}", textwrap.indent(textwrap.dedent(prelude).strip() or "pass", "    "))
+    cmd = [sys.executable, "-c", wrapper, str(stats_path), *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return CliRun(cmd, proc.returncode, proc.stderr, wall, cpu, stats)
+
+
+def write_long_wav(path: str | os.PathLike[str], rate: int, frames: int, waves: Iterable[Any],
+                   cut: bool = True) -> int:
+    """Write the mono float arrays ``waves`` one after the other as a 16-bit PCM WAV at ``rate``
+    until it holds ``frames`` samples, atomically (no half-written file at ``path``, whatever
+    happens). ``cut``: the last wave is cut to fit; else waves are written whole and the file may
+    run past ``frames``. Stops early if ``waves`` ends. Returns the samples written."""
+    import soundfile as sf
+
+    from speechattn.utils.files import atomic_write
+
+    written = 0
+
+    def write(tmp: str) -> None:
+        nonlocal written
+        with sf.SoundFile(tmp, "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV") as f:
+            source = iter(waves)
+            while written < frames:  # checked before taking the next wave: none is taken unwritten
+                wave = next(source, None)
+                if wave is None:
+                    break
+                if cut:
+                    wave = wave[: frames - written]
+                f.write(wave)
+                written += len(wave)
+
+    atomic_write(path, write)
+    return written
+
+
+def lscpu() -> dict[str, str]:
+    """``lscpu``'s fields (``"Model name"``, ``"CPU(s)"``, ``"Flags"``...); ``{}`` where it cannot run."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines()) if v}
 
 
 def environment() -> dict[str, Any]:
@@ -133,11 +298,14 @@ def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> N
         print("| " + " | ".join(cells) + " |")
 
 
-def write_json(name: str, payload: dict[str, Any], path: str | None = None) -> Path:
-    """Write the results to ``path`` or ``benchmarks/out/<name>.json``."""
+def write_json(name: str, payload: dict[str, Any], path: str | os.PathLike[str] | None = None,
+               indent: int = 2) -> Path:
+    """Write the results to ``path`` or ``benchmarks/out/<name>.json``, atomically (never a
+    half-written results file), creating the folder."""
+    from speechattn.utils.files import atomic_write_text
+
     out = Path(path) if path else OUT_DIR / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(payload, indent=indent) + "\n")
     return out
 
 

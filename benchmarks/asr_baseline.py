@@ -57,7 +57,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -69,16 +68,8 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import (  # noqa: E402
-    OtherLoad,
-    count_params,
-    environment,
-    logged_worker,
-    other_cpu_load,
-    print_table,
-    run_isolated,
-    write_json,
-)
+from _common import OtherLoad, count_params, environment, logged_worker, other_cpu_load  # noqa: E402
+from _common import print_table, run_worker, worker_options, write_json  # noqa: E402
 from speechattn.nn.masks import frame_mask  # noqa: E402
 
 MODELS = ("truncated", "conformer")
@@ -548,24 +539,9 @@ def main() -> None:
         cache = Path(args.out_dir) / "feature_cache"
         shutil.rmtree(cache, ignore_errors=True)
         os.environ["SPEECHATTN_CACHE"] = str(cache)  # inherited by the workers
-    common = ["--recipe", args.recipe, "--threads", str(args.threads), "--out-dir", args.out_dir,
-              "--repeats", str(args.repeats)]
-    if args.minutes is not None:
-        common += ["--minutes", str(args.minutes)]
-    if args.conformer_ffn is not None:
-        common += ["--conformer-ffn", str(args.conformer_ffn)]
-    if args.conformer_kernel is not None:
-        common += ["--conformer-kernel", str(args.conformer_kernel)]
-    if args.conformer_init_scale != 1.0:
-        common += ["--conformer-init-scale", str(args.conformer_init_scale)]
-    if args.beam:
-        common += ["--beam", str(args.beam)]
-    common += [f"--set={s}" for s in args.set]
-    common += [f"--conformer-set={s}" for s in args.conformer_set]
-    if args.data_root:
-        common += ["--data-root", args.data_root]
-    if args.smoke:
-        common.append("--smoke")
+    common = worker_options(args, ["recipe", "threads", "out_dir", "repeats", "minutes", "conformer_ffn",
+                                   "conformer_kernel", "conformer_init_scale", "beam", "set", "conformer_set",
+                                   "data_root", "smoke"])
 
     budget_min = recipe.train.max_minutes
     train: dict[str, dict] = {}
@@ -589,10 +565,7 @@ def main() -> None:
               f"evaluation); log: {run_dir / LOG_NAME}", file=sys.stderr, flush=True)
         limit = 60.0 * (2 * (budget_min or 60) + 30)  # budget + features on a cold cache + evaluations
         start = time.perf_counter()
-        try:
-            res = run_isolated([__file__, "--worker", "train", name, *common], timeout=limit)
-        except subprocess.TimeoutExpired:
-            res = {"error": f"timed out after {limit / 60:.0f} min"}
+        res = run_worker(__file__, ["train", name], common, timeout=limit)
         res.setdefault("model", name)
         res["wall_s"] = time.perf_counter() - start  # the whole process, python start-up included
         train[name] = res
@@ -604,10 +577,7 @@ def main() -> None:
     speed: dict[str, Any] = {"error": "no trained model"}
     if trained:
         print(f"timing whole-dev decoding of {', '.join(trained)} ...", file=sys.stderr, flush=True)
-        try:
-            speed = run_isolated([__file__, "--worker", "speed", *trained, *common], timeout=3600)
-        except subprocess.TimeoutExpired:
-            speed = {"error": "timed out"}
+        speed = run_worker(__file__, ["speed", *trained], common, timeout=3600)
     if "error" in speed:
         print(f"  decoding: {speed['error']}", file=sys.stderr)
 

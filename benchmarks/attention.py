@@ -22,7 +22,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import PeakSampler, environment, print_table, rss_bytes, run_isolated, timed, write_json  # noqa: E402
+from _common import ATTENTION_OPTIONS, PeakSampler, add_attention_options, environment  # noqa: E402
+from _common import print_table, rss_bytes, run_isolated, timed, worker_options, write_json  # noqa: E402
 
 from speechattn.nn.attention import band_mask, truncated_attention  # noqa: E402
 
@@ -70,10 +71,7 @@ def worker(method: str, time_frames: int, d_model: int, heads: int, left: int, r
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=int, nargs="+", default=[500, 2000, 8000, 32000, 128000])
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--left", type=int, default=32)
-    parser.add_argument("--right", type=int, default=8)
+    add_attention_options(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-full-T", type=int, default=32000, help="longest T for full SDPA (O(T^2) time)")
     parser.add_argument("--max-band-gb", type=float, default=12.0, help="skip dense masks needing more memory")
@@ -86,8 +84,7 @@ def main() -> None:
         print(json.dumps(worker(method, t, args.d_model, args.heads, args.left, args.right, args.threads)))
         return
 
-    common = ["--d-model", str(args.d_model), "--heads", str(args.heads), "--left", str(args.left),
-              "--right", str(args.right), "--threads", str(args.threads)]
+    common = worker_options(args, [*ATTENTION_OPTIONS, "threads"])
     results = []
     for t in args.lengths:
         for method in METHODS:

@@ -17,11 +17,13 @@ RTF = processing seconds / audio seconds (lower is faster).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -29,7 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import environment, peak_rss_bytes, print_table, run_isolated, write_json  # noqa: E402
+from _common import ATTENTION_OPTIONS, add_attention_options, environment, peak_rss_bytes  # noqa: E402
+from _common import print_table, run_isolated, worker_options, write_json, write_long_wav  # noqa: E402
 
 FRAME_RATE = 100  # 10 ms frames
 
@@ -100,20 +103,16 @@ def make_audio(path: Path, seconds: float, sample_rate: int = 16000) -> str:
     from speechattn.utils.paths import data_root
 
     sources = sorted((data_root() / "speechocean762" / "audio").glob("*/*.ogg"))[:200]
-    total = int(seconds * sample_rate)
-    written = 0
     rng = np.random.default_rng(0)
-    with sf.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype="PCM_16") as out:
-        i = 0
-        while written < total:
+
+    def blocks() -> Iterator[np.ndarray]:
+        for i in itertools.count():
             if sources:
-                block, _ = sf.read(str(sources[i % len(sources)]), dtype="float32")
-                i += 1
+                yield sf.read(str(sources[i % len(sources)]), dtype="float32")[0]
             else:
-                block = (0.1 * rng.standard_normal(sample_rate * 5)).astype("float32")
-            block = block[: total - written]
-            out.write(block)
-            written += len(block)
+                yield (0.1 * rng.standard_normal(sample_rate * 5)).astype("float32")
+
+    write_long_wav(path, sample_rate, int(seconds * sample_rate), blocks())
     return str(path)
 
 
@@ -122,10 +121,7 @@ def main() -> None:
     parser.add_argument("--durations", type=float, nargs="+", default=[10, 600, 3600], help="seconds of audio")
     parser.add_argument("--scenarios", nargs="+", default=["offline", "stream", "file"])
     parser.add_argument("--layers", type=int, default=6)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--left", type=int, default=32)
-    parser.add_argument("--right", type=int, default=8)
+    add_attention_options(parser)
     parser.add_argument("--chunk-frames", type=int, default=100, help="streaming chunk (frames of 10 ms)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="output path (default benchmarks/out/encoder.json)")
@@ -137,9 +133,7 @@ def main() -> None:
         print(json.dumps(worker(args.worker[0], float(args.worker[1]), args, args.audio)))
         return
 
-    common = ["--layers", str(args.layers), "--d-model", str(args.d_model), "--heads", str(args.heads),
-              "--left", str(args.left), "--right", str(args.right), "--chunk-frames", str(args.chunk_frames),
-              "--threads", str(args.threads)]
+    common = worker_options(args, ["layers", *ATTENTION_OPTIONS, "chunk_frames", "threads"])
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in args.durations:

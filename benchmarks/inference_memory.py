@@ -42,14 +42,9 @@ Results: a Markdown table on stdout and JSON in ``benchmarks/results/inference_m
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import struct
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -58,37 +53,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import OUT_DIR, environment, print_table, smoke_run  # noqa: E402
+from _common import OUT_DIR, environment, lscpu, print_table, run_cli, smoke_run, write_json  # noqa: E402
+
+from tests.audio_support import sparse_wav  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "inference_memory.json"
 RATE = 16000
 
-WRAPPER = r"""
-import json, os, sys, time
-start = time.perf_counter()
-stats_path = sys.argv[1]
-sys.argv = ["speechattn", *sys.argv[2:]]
-code = 0
-try:
-    if os.environ.get("BENCH_EMBED_WINDOW"):
-        import speechattn.inference
-        speechattn.inference.SpeakerRecognizer.window_seconds = float(os.environ["BENCH_EMBED_WINDOW"])
-    from speechattn.cli.main import main
-    main(prog_name="speechattn")
-except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-finally:
-    hwm = None
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                hwm = int(line.split()[1]) / 1024
-    torch = sys.modules.get("torch")
-    with open(stats_path, "w") as f:
-        json.dump({"seconds": time.perf_counter() - start, "peak_rss_mb": hwm, "exit_code": code,
-                   "torch_threads": torch.get_num_threads() if torch else None}, f)
-sys.exit(code)
+#: Run by the command's wrapper (``_common.run_cli``) before the command: with
+#: ``BENCH_EMBED_WINDOW`` set, ``embed`` takes files in windows of that many seconds.
+PRELUDE = """
+if os.environ.get("BENCH_EMBED_WINDOW"):
+    import speechattn.inference
+    speechattn.inference.SpeakerRecognizer.window_seconds = float(os.environ["BENCH_EMBED_WINDOW"])
 """
 
 
@@ -158,24 +136,6 @@ def speech_source(data_root: Path, seconds: float = 120.0) -> tuple[np.ndarray, 
             ).astype(np.float32), "synthetic"
 
 
-def sparse_wav(path: Path, seconds: float, speech: np.ndarray, every: float = 600.0) -> Path:
-    """16-bit mono WAV of ``seconds``: ``speech`` at 0 s and every ``every`` s, sparse zeros between."""
-    frames = int(seconds * RATE)
-    size = 2 * frames
-    header = (b"RIFF" + struct.pack("<I", 36 + size) + b"WAVE" + b"fmt "
-              + struct.pack("<IHHIIHH", 16, 1, 1, RATE, 2 * RATE, 2, 16) + b"data" + struct.pack("<I", size))
-    pcm = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
-    with open(path, "wb") as f:
-        f.write(header)
-        f.truncate(len(header) + size)
-        start = 0.0
-        while start + len(speech) / RATE <= seconds:
-            f.seek(len(header) + 2 * int(start * RATE))
-            f.write(pcm)
-            start += every
-    return path
-
-
 def short_files(folder: Path, count: int, speech: np.ndarray, seed: int = 0) -> Path:
     """``count`` WAVs of 2-5 s cut from ``speech`` at random offsets, in ``folder``."""
     import soundfile as sf
@@ -194,27 +154,19 @@ def short_files(folder: Path, count: int, speech: np.ndarray, seed: int = 0) -> 
 
 def measure(args: list[str], work: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``speechattn ARGS`` in a fresh process; its peak RSS, wall time and exit code."""
-    stats = work / "process.json"
-    stats.unlink(missing_ok=True)
-    cmd = [sys.executable, "-c", WRAPPER, str(stats), *args]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    wall = time.perf_counter() - start
-    result = json.loads(stats.read_text()) if stats.exists() else {}
-    row = {"peak_rss_mb": result.get("peak_rss_mb"), "wall_s": wall, "exit_code": proc.returncode,
-           "torch_threads": result.get("torch_threads")}
+    proc = run_cli(args, work / "process.json", PRELUDE, env)
+    row = {"peak_rss_mb": proc.stats.get("peak_rss_mb"), "wall_s": proc.wall_s, "exit_code": proc.returncode,
+           "torch_threads": proc.stats.get("torch_threads")}
     if proc.returncode != 0:
         row["stderr_tail"] = proc.stderr.strip().splitlines()[-3:]
     return row
 
 
-def lscpu() -> dict[str, Any]:
+def cpu_info() -> dict[str, Any]:
     """``lscpu``'s model name and flags (what the numbers were measured on)."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
+    fields = lscpu()
+    if not fields:
         return {}
-    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines()) if v}
     return {"model_name": fields.get("Model name"), "flags": fields.get("Flags", "").split(),
             "cpus": fields.get("CPU(s)")}
 
@@ -242,8 +194,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="inference_memory-", dir=args.tmp))
     try:
         speech, where = speech_source(root)
-        long_path = sparse_wav(tmp / "long.wav", args.hours * 3600, speech[: 30 * RATE])
-        half_hour = sparse_wav(tmp / "half_hour.wav", min(1800.0, args.hours * 3600), speech[: 30 * RATE], every=300.0)
+        long_path = sparse_wav(tmp / "long.wav", args.hours * 3600, RATE, speech[: 30 * RATE], every=600.0)
+        half_hour = sparse_wav(tmp / "half_hour.wav", min(1800.0, args.hours * 3600), RATE, speech[: 30 * RATE],
+                               every=300.0)
         ten_s = short_files(tmp / "ten_seconds", 1, speech)  # a 2-5 s file: the floor
         out = tmp / "out"
         out.mkdir()
@@ -276,16 +229,15 @@ def main() -> None:
     columns = [("command", "command"), ("input", "input"), ("audio_hours", "audio h"),
                ("peak_rss_mb", "peak RSS MB (VmHWM)"), ("wall_s", "wall s"), ("exit_code", "exit")]
     env = environment()
-    cpu = lscpu()
+    cpu = cpu_info()
     print(f"\nspeechattn inference memory: {env['cpu']} ({cpu.get('cpus')} CPUs), torch {env['torch']}, "
           f"torch threads {rows[0].get('torch_threads')}; speech from {where}\n")
     print_table(rows, columns)
     payload = {"rows": rows, "speaker_run": str(args.speaker_run), "label_run": str(args.label_run),
                "hours": args.hours, "speech_source": where, "environment": env, "lscpu": cpu,
                "smoke": args.smoke}
-    path = args.json or (RESULTS.with_name("inference_memory_smoke.json") if args.smoke else RESULTS)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path = write_json("inference_memory", payload,
+                      args.json or (RESULTS.with_name("inference_memory_smoke.json") if args.smoke else RESULTS))
     print(f"\nwrote {path}")
 
 

@@ -42,9 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,14 +50,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import (  # noqa: E402
-    OtherLoad,
-    environment,
-    logged_worker,
-    peak_rss_bytes,
-    print_table,
-    run_isolated,
-)
+from _common import OtherLoad, Sampler, environment, logged_worker, lscpu, peak_rss_bytes, print_table  # noqa: E402
+from _common import run_isolated, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "speaker.yaml"
@@ -70,14 +62,11 @@ MB = 1024 * 1024
 
 # --------------------------------------------------------------------------- machine
 
-def lscpu() -> dict[str, Any]:
+def cpu_info() -> dict[str, Any]:
     """Model name and flags from ``lscpu`` (the ISA the numbers were measured with)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
+    fields = lscpu()
+    if not fields:
         return {}
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
     return {"model": fields.get("Model name"), "cpus": fields.get("CPU(s)"), "flags": fields.get("Flags", "").split()}
 
 
@@ -257,17 +246,15 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-class TreeMemory:
+class TreeMemory(Sampler):
     """Samples this process and its children (DataLoader workers) every ``interval`` s: peak of
     the summed RSS, of the summed PSS, the largest worker VmHWM, and the workers' CPU time."""
 
     def __init__(self, interval: float = 0.25) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self.peak_rss = self.peak_pss = self.worker_hwm = 0
         self.workers_seen: set[int] = set()
         self.worker_cpu: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> None:
         me = os.getpid()
@@ -281,19 +268,6 @@ class TreeMemory:
 
     def worker_cpu_s(self) -> float:
         return sum(self.worker_cpu.values())
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "TreeMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # --------------------------------------------------------------------------- one training run
@@ -479,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
               "steps: the steps/s (and their ratio) measure that contention as much as the code")
     payload = {
         "benchmark": "shards_scale",
-        "environment": {**environment(), "lscpu": lscpu()},
+        "environment": {**environment(), "lscpu": cpu_info()},
         "settings": {k: getattr(args, k) for k in ("hours", "shard_size", "steps", "warmup", "threads",
                                                     "num_workers", "dev_utterances", "repeats", "seed", "set")},
         "recipe": str(RECIPE.relative_to(REPO)),
@@ -492,9 +466,7 @@ def main(argv: list[str] | None = None) -> None:
         "max_other_load_cores": busiest,
         "speed_reliable": busiest <= 0.3,
     }
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1) + "\n")
+    out = write_json("shards_scale", payload, args.json, indent=1)
     print(f"wrote {out}")
 
 

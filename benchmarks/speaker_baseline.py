@@ -35,7 +35,6 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,16 +45,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import (  # noqa: E402
-    OtherLoad,
-    count_params,
-    environment,
-    logged_worker,
-    other_cpu_load,
-    print_table,
-    run_isolated,
-    write_json,
-)
+from _common import OtherLoad, count_params, environment, logged_worker, other_cpu_load  # noqa: E402
+from _common import print_table, run_worker, worker_options, write_json  # noqa: E402
 
 MODELS = ("truncated", "ecapa")
 REPO = Path(__file__).resolve().parent.parent
@@ -317,15 +308,8 @@ def main() -> None:
         recipe = load(args)  # fails fast on a bad recipe or override
     except ConfigError as exc:
         parser.exit(2, f"{exc}\n")
-    common = ["--recipe", args.recipe, "--threads", str(args.threads), "--out-dir", args.out_dir,
-              "--minutes", str(args.minutes), "--warmup", str(args.warmup),
-              "--repeats-short", str(args.repeats_short), "--repeats-long", str(args.repeats_long)]
-    common += [f"--set={s}" for s in args.set]
-    common += [f"--ecapa-set={s}" for s in args.ecapa_set]
-    if args.data_root:
-        common += ["--data-root", args.data_root]
-    if args.smoke:
-        common.append("--smoke")
+    common = worker_options(args, ["recipe", "threads", "out_dir", "minutes", "warmup", "repeats_short",
+                                   "repeats_long", "set", "ecapa_set", "data_root", "smoke"])
 
     train: dict[str, dict] = {}
     for name in models:
@@ -343,20 +327,14 @@ def main() -> None:
               f"log: {run_dir / 'train.log'}", file=sys.stderr, flush=True)
         # generous limit: budget, plus feature extraction on a cold cache and the evaluations
         limit = 60.0 * (2 * args.minutes + 30)
-        try:
-            res = run_isolated([__file__, "--worker", "train", name, *common], timeout=limit)
-        except subprocess.TimeoutExpired:
-            res = {"error": f"timed out after {limit / 60:.0f} min"}
+        res = run_worker(__file__, ["train", name], common, timeout=limit)
         res.setdefault("model", name)
         train[name] = res
         shown = {k: res.get(k) for k in ("eer", "min_dcf", "epochs", "minutes", "stopped", "error") if k in res}
         print(f"  {name}: {shown}", file=sys.stderr, flush=True)
 
     print("measuring embedding speed ...", file=sys.stderr, flush=True)
-    try:
-        speed = run_isolated([__file__, "--worker", "speed", *models, *common], timeout=3600)
-    except subprocess.TimeoutExpired:
-        speed = {"error": "timed out"}
+    speed = run_worker(__file__, ["speed", *models], common, timeout=3600)
     if "error" in speed:
         print(f"  speed: {speed['error']}", file=sys.stderr)
 

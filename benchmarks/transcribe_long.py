@@ -42,18 +42,18 @@ import bisect
 import hashlib
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import OUT_DIR, environment, print_table, write_json  # noqa: E402
+from _common import OUT_DIR, environment, print_table, run_cli, write_json, write_long_wav  # noqa: E402
 from _common import smoke_run as common_smoke_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,32 +64,6 @@ SMOKE_TRAIN = [
     "data.speed_perturb=[1.0]", "train.max_minutes=0.3", "train.eval_every=1",
 ]
 SMOKE_HOURS = 0.02
-
-#: Runs the CLI in this process and writes {seconds, peak_rss_mb, exit_code, torch_threads} as
-#: JSON to argv[1] when it exits; argv[2:] are the CLI's arguments.
-WRAPPER = r"""
-import json, sys, time
-start = time.perf_counter()
-stats_path = sys.argv[1]
-sys.argv = ["speechattn", *sys.argv[2:]]
-code = 0
-try:
-    from speechattn.cli.main import main
-    main(prog_name="speechattn")
-except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-finally:
-    hwm = None
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                hwm = int(line.split()[1]) / 1024
-    torch = sys.modules.get("torch")
-    with open(stats_path, "w") as f:
-        json.dump({"seconds": time.perf_counter() - start, "peak_rss_mb": hwm, "exit_code": code,
-                   "torch_threads": torch.get_num_threads() if torch else None}, f)
-sys.exit(code)
-"""
 
 
 # --------------------------------------------------------------------------- the long file
@@ -106,11 +80,10 @@ def run_tokenizer(run_dir: Path, recipe: Any, root: Path) -> Any:
 def long_file(dev: str, root: Path, tokenizer: Any, rate: int, hours: float, out: Path) -> tuple[Path, dict[str, Any]]:
     """The dev utterances concatenated (cycled, whole utterances) to at least ``hours``, as
     PCM-16 WAV at ``rate``, and its reference (made once per dev set, tokenizer and length)."""
-    import soundfile as sf
-
     from speechattn.audio import AudioError, load_audio
     from speechattn.data.splits import resolve_manifest
     from speechattn.text import encode_corpus
+    from speechattn.utils.files import atomic_write_text
 
     manifest = resolve_manifest(dev, root)
     key = hashlib.sha1(json.dumps([str(root), dev, rate, tokenizer.to_dict(), [u.id for u in manifest]],
@@ -124,15 +97,13 @@ def long_file(dev: str, root: Path, tokenizer: Any, rate: int, hours: float, out
     items = [u for u in manifest if u.id in encoded.ids]
     if not items:
         raise ValueError(f"{dev}: no utterance the run's tokenizer can encode")
-    target = int(hours * 3600 * rate)
     utterances: list[dict[str, Any]] = []
     unreadable: set[str] = set()
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.wav")
-    written = 0
-    with sf.SoundFile(str(tmp), "w", samplerate=rate, channels=1, subtype="PCM_16") as f:
-        i = 0
-        while written < target:
+
+    def waves() -> Iterator[np.ndarray]:
+        """The readable utterances, cycled, each noted in ``utterances`` as it is taken."""
+        start = i = 0
+        while True:
             if i and i % len(items) == 0 and len(unreadable) == len(items):
                 raise ValueError(f"{dev}: no readable audio")
             utt = items[i % len(items)]
@@ -144,16 +115,17 @@ def long_file(dev: str, root: Path, tokenizer: Any, rate: int, hours: float, out
             except AudioError:
                 unreadable.add(utt.id)
                 continue
-            f.write(wave)
-            utterances.append({"id": utt.id, "start": written / rate, "end": (written + wave.shape[0]) / rate,
+            utterances.append({"id": utt.id, "start": start / rate, "end": (start + wave.shape[0]) / rate,
                                "ref": tokenizer.decode(encoded.ids[utt.id])})
-            written += wave.shape[0]
+            start += wave.shape[0]
+            yield wave
+
+    written = write_long_wav(path, rate, int(hours * 3600 * rate), waves(), cut=False)
     reference = {"dev": dev, "root": str(root), "rate": rate, "seconds": written / rate,
                  "distinct_utterances": len(items) - len(unreadable),
                  "left_out": {"not_encodable": len(encoded.skipped), "unreadable": len(unreadable)},
                  "utterances": utterances}
-    ref_path.write_text(json.dumps(reference) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(ref_path, json.dumps(reference) + "\n")
     return path, reference
 
 
@@ -210,26 +182,19 @@ def score(record: dict[str, Any], reference: dict[str, Any], tokenizer: Any) -> 
 
 # --------------------------------------------------------------------------- the command
 
-def run_cli(run_dir: Path, wav: Path, out: Path, fmt: str, beam: int | None) -> dict[str, Any]:
+def run_transcribe(run_dir: Path, wav: Path, out: Path, fmt: str, beam: int | None) -> dict[str, Any]:
     """``speechattn transcribe`` in a fresh process: wall and CPU seconds, peak RSS (VmHWM)."""
-    stats_path = out / "process.json"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    cmd = [sys.executable, "-c", WRAPPER, str(stats_path), "transcribe", str(run_dir), str(wav),
-           "--format", fmt, "-o", str(out / "transcripts"), "--no-progress"]
+    args = ["transcribe", str(run_dir), str(wav), "--format", fmt, "-o", str(out / "transcripts"), "--no-progress"]
     if beam is not None:
-        cmd += ["--beam", str(beam)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-    result = {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-              "in_process_s": stats.get("seconds"), "peak_rss_mb": stats.get("peak_rss_mb"),
-              "torch_threads": stats.get("torch_threads"), "exit_code": proc.returncode,
-              "command": " ".join(["python -m speechattn.cli.main", *cmd[4:]]), "stderr": proc.stderr.strip()[-2000:]}
+        args += ["--beam", str(beam)]
+    proc = run_cli(args, out / "process.json")
+    result = {"wall_s": proc.wall_s, "cpu_s": proc.cpu_s, "in_process_s": proc.stats.get("seconds"),
+              "peak_rss_mb": proc.stats.get("peak_rss_mb"), "torch_threads": proc.stats.get("torch_threads"),
+              "exit_code": proc.returncode, "command": " ".join(["python -m speechattn.cli.main", *proc.args]),
+              "stderr": proc.stderr.strip()[-2000:]}
     if proc.returncode != 0:
         result["error"] = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
     return result
@@ -295,7 +260,7 @@ def main() -> None:
     print(f"transcribing {wav} ({audio_s / 3600:.3f} h, {len(reference['utterances'])} utterances) with "
           f"speechattn transcribe ...", file=sys.stderr, flush=True)
     loadavg_before = os.getloadavg()
-    proc = run_cli(args.run_dir, wav, args.out_dir / "transcribe", args.fmt, args.beam)
+    proc = run_transcribe(args.run_dir, wav, args.out_dir / "transcribe", args.fmt, args.beam)
     results: dict[str, Any] = {
         "run_dir": str(args.run_dir), "environment": environment(), "file": str(wav), "audio_seconds": audio_s,
         "utterances": len(reference["utterances"]), "distinct_utterances": reference["distinct_utterances"],

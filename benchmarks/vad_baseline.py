@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import OUT_DIR, environment, peak_rss_bytes, print_table, run_isolated, write_json  # noqa: E402
+from _common import write_long_wav  # noqa: E402
 from _common import smoke_run as common_smoke_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -180,7 +181,7 @@ def dev_scores(systems: dict[str, Callable[[Path], Segments]], dev: str, run_dir
 
 def long_file(dev: str, hours: float, out: Path) -> Path:
     """The dev recordings concatenated (cycled) to ``hours``, as 16 kHz PCM-16 WAV (made once)."""
-    import soundfile as sf
+    from itertools import cycle
 
     from speechattn.audio import load_audio
     from speechattn.data.labelled import load_labelled
@@ -189,17 +190,10 @@ def long_file(dev: str, hours: float, out: Path) -> Path:
     if path.exists():
         return path
     items = load_labelled(dev, ".").items
-    target = int(hours * 3600 * RATE)
-    tmp = path.with_suffix(".tmp.wav")
-    written = 0
-    with sf.SoundFile(str(tmp), "w", samplerate=RATE, channels=1, subtype="PCM_16") as f:
-        i = 0
-        while written < target:
-            wave = load_audio(items[i % len(items)].path, RATE)[0].numpy()[: target - written]
-            f.write(wave)
-            written += wave.shape[0]
-            i += 1
-    os.replace(tmp, path)
+    if not items:
+        raise ValueError(f"{dev}: no recordings")
+    waves = (load_audio(item.path, RATE)[0].numpy() for item in cycle(items))
+    write_long_wav(path, RATE, int(hours * 3600 * RATE), waves)
     return path
 
 

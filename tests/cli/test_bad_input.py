@@ -29,6 +29,7 @@ from click.testing import CliRunner, Result
 
 from speechattn.audio import load_audio, resample
 from speechattn.cli.main import main
+from tests.audio_support import sparse_wav
 from tests.ctc_support import tiny_ctc_run
 from tests.labeling_support import tiny_label_run
 
@@ -133,27 +134,6 @@ def _unreadable(d: Path, src: np.ndarray) -> Path:
     path = d / "unreadable.wav"
     sf.write(path, src, RATE)
     path.chmod(0)
-    return path
-
-
-def sparse_wav(path: Path, seconds: float, rate: int, speech: np.ndarray | None = None, every: float = 3600.0) -> Path:
-    """A 16-bit mono WAV of ``seconds`` written without writing its samples: the header, then a
-    sparse file of zeros (digital silence), with ``speech`` (float in [-1, 1]) written at 0 s and
-    then every ``every`` seconds. Takes no disk space for the silence and no time to make."""
-    frames = int(seconds * rate)
-    size = 2 * frames
-    header = (b"RIFF" + struct.pack("<I", 36 + size) + b"WAVE" + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, 2 * rate, 2, 16)
-              + b"data" + struct.pack("<I", size))
-    with open(path, "wb") as f:
-        f.write(header)
-        f.truncate(len(header) + size)
-        if speech is not None:
-            pcm = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
-            start = 0.0
-            while start + len(speech) / rate <= seconds:
-                f.seek(len(header) + 2 * int(start * rate))
-                f.write(pcm)
-                start += every
     return path
 
 

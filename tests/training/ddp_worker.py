@@ -9,25 +9,23 @@ on rank 0, writes the final weights to RUN_DIR/final.safetensors.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 from torch import nn
+from worker_support import ErrorRateTask, worker_args
 
 from speechattn.data.batching import shuffled_batches, shuffled_steps
-from speechattn.utils import distributed
 from speechattn.models.files import save_weights
 from speechattn.recipes.train import TrainConfig
 from speechattn.training.trainer import Trainer
+from speechattn.utils import distributed
 
 
-class BlobTask:
+class BlobTask(ErrorRateTask):
     """Three Gaussian blobs in 4-d, a 2-layer MLP; dev metric = error rate (%)."""
 
-    metric = "error"
-    metric_mode = "min"
-
     def __init__(self, batch_size: int, die_at: int | None = None) -> None:
+        super().__init__()
         gen = torch.Generator().manual_seed(0)
         centers = torch.tensor([[2.0, 0, 0, 1], [-2.0, 1, 0, 0], [0, -2.0, 1, 0]])
         self.y = torch.arange(3).repeat_interleave(64)
@@ -36,7 +34,6 @@ class BlobTask:
         self.modules = nn.ModuleDict({"net": nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3))})
         self.batch_size = batch_size
         self.die_at = die_at
-        self.device = torch.device("cpu")
 
     def steps_per_epoch(self) -> int:
         return shuffled_steps(len(self.y), self.batch_size, distributed.rank_world()[1])
@@ -50,23 +47,15 @@ class BlobTask:
         logits = self.modules["net"](self.x[batch].to(self.device))
         return nn.functional.cross_entropy(logits, self.y[batch].to(self.device)), {}
 
-    def evaluate(self):
-        pred = self.modules["net"](self.x.to(self.device)).argmax(-1).cpu()
-        return {"error": 100.0 * float((pred != self.y).float().mean())}
 
-    def save_best(self, run_dir: Path, metrics) -> None:
-        save_weights(self.modules["net"], run_dir / "model.safetensors")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("run_dir", type=Path)
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("batch_size", type=int)
     parser.add_argument("epochs", type=int)
     parser.add_argument("--die-at", type=int, default=None)
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+
+
+def main() -> None:
+    args = worker_args(_arguments)
     config = TrainConfig(batch_size=args.batch_size, max_epochs=args.epochs, lr=0.05, warmup_steps=3,
                          eval_every=2, precision="fp32", device="cpu", seed=5)
     task = BlobTask(args.batch_size, args.die_at)

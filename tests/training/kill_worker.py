@@ -9,15 +9,14 @@ writes the final weights to RUN_DIR/final.safetensors.
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import signal
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from worker_support import ErrorRateTask, worker_args
 
 from speechattn.data.batching import shuffled_batches, shuffled_steps
 from speechattn.models.files import save_weights
@@ -25,11 +24,9 @@ from speechattn.recipes.train import TrainConfig
 from speechattn.training.trainer import Trainer
 
 
-class NoisyTask:
-    metric = "error"
-    metric_mode = "min"
-
+class NoisyTask(ErrorRateTask):
     def __init__(self, kill_at: int | None) -> None:
+        super().__init__()
         gen = torch.Generator().manual_seed(0)
         self.y = torch.arange(2).repeat_interleave(48)
         self.x = torch.randn(96, 6, generator=gen) + self.y[:, None] * 1.5
@@ -39,7 +36,6 @@ class NoisyTask:
         self.generator = torch.Generator().manual_seed(11)
         self.kill_at = kill_at
         self.steps = 0
-        self.device = torch.device("cpu")
 
     def steps_per_epoch(self) -> int:
         return shuffled_steps(96, 16)
@@ -55,21 +51,9 @@ class NoisyTask:
         x = x * float(np.random.uniform(0.9, 1.1)) * random.uniform(0.9, 1.1)
         return nn.functional.cross_entropy(self.modules["net"](x), self.y[batch]), {}
 
-    def evaluate(self):
-        pred = self.modules["net"](self.x).argmax(-1)
-        return {"error": 100.0 * float((pred != self.y).float().mean())}
-
-    def save_best(self, run_dir: Path, metrics) -> None:
-        save_weights(self.modules["net"], run_dir / "model.safetensors")
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--kill-at-step", type=int, default=None)
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = worker_args(lambda parser: parser.add_argument("--kill-at-step", type=int, default=None))
     torch.use_deterministic_algorithms(True)
     config = TrainConfig(batch_size=16, max_steps=40, lr=0.02, warmup_steps=4, eval_every=2, precision="fp32",
                          device="cpu", seed=4)

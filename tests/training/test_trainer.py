@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from speechattn.models.files import load_weights, save_weights
+from speechattn.recipes.train import TrainConfig
 from speechattn.training.checkpoint import load_state
 from speechattn.training.schedule import warmup_cosine
-from speechattn.recipes.train import TrainConfig
 from speechattn.training.trainer import Trainer
 
 
@@ -249,8 +249,8 @@ def test_adamw_betas_come_from_the_config(tmp_path):
 
 
 def test_resume_keeps_the_original_config(tmp_path, fsdd_dir):
-    from tests.conftest import TINY_SPEAKER
     from speechattn.tasks import train_recipe
+    from tests.conftest import TINY_SPEAKER
 
     recipe = Path(__file__).parent.parent.parent / "recipes" / "speaker_fsdd.yaml"
     run_dir = tmp_path / "run"
