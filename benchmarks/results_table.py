@@ -1,0 +1,172 @@
+"""The headline table of RESULTS.md, printed from the JSON files under benchmarks/results/.
+
+    python benchmarks/results_table.py                  # print the table (Markdown)
+    python benchmarks/results_table.py --time NAME -- COMMAND ...
+
+The second form runs COMMAND and writes ``benchmarks/results/NAME.time.json``: the command, the
+commit, its wall time, and the load average before and after (other jobs share the cores).
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def loadavg() -> list[float]:
+    return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds all processes have been busy since boot (/proc/stat: all but idle and iowait)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def time_command(name: str, command: list[str]) -> None:
+    """Run ``command``; record its wall time, the commit and the load around it. ``other_cores``:
+    the cores kept busy by other processes during the run (all busy CPU time minus the command's)."""
+    before, busy0, own0 = loadavg(), busy_cpu_seconds(), os.times()
+    start = time.perf_counter()
+    rc = subprocess.call(command)
+    wall = time.perf_counter() - start
+    busy1, own1 = busy_cpu_seconds(), os.times()
+    own = (own1.children_user + own1.children_system) - (own0.children_user + own0.children_system)
+    record = {"command": " ".join(command), "commit": git_commit(), "returncode": rc,
+              "wall_s": round(wall, 1), "loadavg_before": before, "loadavg_after": loadavg(),
+              "other_cores": round(max(0.0, (busy1 - busy0) - own) / wall, 2),
+              "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            record["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    (RESULTS / f"{name}.time.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {RESULTS / (name + '.time.json')}: {wall:.1f} s, rc {rc}", file=sys.stderr)
+    if rc != 0:
+        raise SystemExit(rc)
+
+
+def fmt(x: float) -> str:
+    """Three significant digits; whole numbers from 1000 up."""
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def wall_of(name: str) -> str:
+    """The wall time that ``--time NAME`` recorded; § when other processes kept a quarter of a core
+    or more busy on average during the run (its timings are then inflated)."""
+    record = load(f"{name}.time.json")
+    seconds = record["wall_s"]
+    wall = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+    return wall + (" §" if record["other_cores"] >= 0.25 else "")
+
+
+# Each function gives rows of: task, metric, split, ours, baseline, command number (the numbered
+# list under the table in RESULTS.md), wall time, JSON file.
+
+def speaker() -> list[list[str]]:
+    name = "train_speaker_avx2.json"
+    r = load(name)["result"]
+    wall = f"{r['wall_min']:.0f} min*"
+    return [["Speaker verification", "EER % (best ckpt)", "dev†", f"{r['eer']:.2f} (1 run)", "—", "1", wall, name],
+            ["Speaker verification", "minDCF (p=0.01)", "dev†", f"{r['min_dcf']:.3f} (1 run)", "—", "1", wall, name]]
+
+
+def attention() -> list[list[str]]:
+    name = "attention.json"
+    t = {row["T"]: row for row in load(name)["table"]}
+    mid, long, wall = t[32000], t[128000], wall_of("attention")
+    return [["Attention, T = 32k", "ms per call", "—", fmt(mid["truncated_ms"]),
+             f"full SDPA {fmt(mid['full_ms'])}", "2", wall, name],
+            ["Attention, T = 32k", "MB added per call", "—", fmt(mid["truncated_mb"]),
+             f"band-mask SDPA {fmt(mid['band_mb'])}", "2", wall, name],
+            ["Attention, T = 128k", "ms / MB added", "—", f"{fmt(long['truncated_ms'])} / {fmt(long['truncated_mb'])}",
+             "— (SDPA not run)", "2", wall, name]]
+
+
+def encoder() -> list[list[str]]:
+    name = "encoder.json"
+    r = {(x["scenario"], x["audio_s"]): x for x in load(name)["results"]}
+    offline, file, wall = r[("offline", 3600)], r[("file", 3600)], wall_of("encoder")
+    return [["Encoder 6 x 256, 1 h", "RTF, offline", "—", f"{offline['rtf']:.4f}", "—", "3", wall, name],
+            ["Encoder, 1 h WAV streamed", "RTF / peak RSS MB", "—", f"{file['rtf']:.4f} / {file['peak_rss_mb']:.0f}",
+             "—", "3", wall, name]]
+
+
+def shards() -> list[list[str]]:
+    name = "shards_scale.json"
+    runs = load(name)["runs"]
+    pss = {mode: max(r["tree_pss_mb"] for r in rs) for mode, rs in runs.items()}
+    speed = {mode: max(r["steps_per_s"] for r in rs) for mode, rs in runs.items()}
+    return [["Shards, 100 h corpus", "peak PSS MB", "train", f"{pss['synthetic']:.0f}",
+             f"8.6 h shards {pss['real']:.0f}", "4", "n/r", name],
+            ["Shards, 100 h corpus", "steps/s (best of 2)", "train", f"{speed['synthetic']:.3f}",
+             f"in memory {speed['memory']:.3f}", "4", "n/r", name]]
+
+
+def reliability() -> list[list[str]]:
+    kr = load("kill_resume.json")
+    same = sum(1 for r in kr["runs"] if r["identical"])
+    rows = [["kill -9, then resume", "bit-identical runs", "—", f"{same}/{len(kr['runs'])}", "—", "5",
+             f"{kr['uninterrupted_seconds']:.0f} s‡", "kill_resume.json"]]
+    im = {(r["command"], r["input"]): r for r in load("inference_memory.json")["rows"]}
+    embed, whole, label = (im[("embed", "4 h file, 5-min windows")],
+                           im[("embed", "0.5 h file, whole-file path (before)")], im[("label", "4 h file")])
+    rows.append(["`embed`, 4 h file", "peak RSS MB", "—", f"{embed['peak_rss_mb']:.0f}",
+                 f"whole file, 0.5 h {whole['peak_rss_mb']:.0f}", "6", f"{embed['wall_s']:.0f} s‡",
+                 "inference_memory.json"])
+    rows.append(["`label`, 4 h file", "peak RSS MB", "—", f"{label['peak_rss_mb']:.0f}", "—", "6",
+                 f"{label['wall_s']:.0f} s‡", "inference_memory.json"])
+    return rows
+
+
+HEADER = ["Task", "Metric", "Split", "Ours", "Baseline, same run", "Cmd", "Wall", "JSON in benchmarks/results/"]
+
+
+def print_table() -> None:
+    print("| " + " | ".join(HEADER) + " |")
+    print("|" + "|".join("---" for _ in HEADER) + "|")
+    for row in [*speaker(), *attention(), *encoder(), *shards(), *reliability()]:
+        print("| " + " | ".join(row) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--time", metavar="NAME", help="run COMMAND and write results/NAME.time.json")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ... (with --time)")
+    args = parser.parse_args()
+    if args.time:
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            parser.error("--time needs a command after --")
+        time_command(args.time, command)
+        return
+    print_table()
+
+
+if __name__ == "__main__":
+    main()
