@@ -3,7 +3,10 @@
 Scenarios (each in a fresh process, so "peak RSS" is that whole process's VmHWM):
 
 - ``offline``: one forward pass over the features of the whole input (random log-mel-like
-  features, 100 frames per second).
+  features, 100 frames per second): ``encoder(features)``.
+- ``chunked``: the same whole input through :func:`speechattn.inference.streaming.offline_outputs`
+  (the whole-waveform path of ``Labeler`` / ``Transcriber``): inputs over 16,384 frames run as a
+  stream of 4,096-frame chunks, with the forward pass's outputs.
 - ``stream``: the same features pushed through ``encoder.stream()`` in 1-second chunks.
 - ``file``: a real audio file of that duration read in blocks from disk, through the streaming
   frontend (log-mel) and the streaming encoder: what ``speechattn label``/``transcribe`` do.
@@ -55,10 +58,12 @@ def worker(scenario: str, seconds: float, args: argparse.Namespace, audio: str |
     out_frames = 0
     with torch.inference_mode():
         encoder(torch.randn(1, 200, 80))  # warm-up of the kernels, not timed
-        if scenario == "offline":
+        if scenario in ("offline", "chunked"):
+            from speechattn.inference.streaming import offline_outputs
+
             feats = torch.randn(1, frames, 80)
             start = time.perf_counter()
-            y, _ = encoder(feats)
+            y = encoder(feats)[0] if scenario == "offline" else offline_outputs(encoder, feats)
             elapsed = time.perf_counter() - start
             out_frames = y.shape[1]
         elif scenario == "stream":
@@ -119,7 +124,7 @@ def make_audio(path: Path, seconds: float, sample_rate: int = 16000) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--durations", type=float, nargs="+", default=[10, 600, 3600], help="seconds of audio")
-    parser.add_argument("--scenarios", nargs="+", default=["offline", "stream", "file"])
+    parser.add_argument("--scenarios", nargs="+", default=["offline", "chunked", "stream", "file"])
     parser.add_argument("--layers", type=int, default=6)
     add_attention_options(parser)
     parser.add_argument("--chunk-frames", type=int, default=100, help="streaming chunk (frames of 10 ms)")

@@ -33,7 +33,7 @@ from torch import Tensor
 from speechattn.audio import audio_info
 from speechattn.data.labels import FrameGrid, Segment
 from speechattn.inference.runs import RunPredictor, load_run_model
-from speechattn.inference.streaming import stream_file_outputs
+from speechattn.inference.streaming import offline_outputs, stream_file_outputs
 from speechattn.models.labeler import FrameLabeler
 from speechattn.decoding.segments import decode
 from speechattn.recipes.builders import build_labeler
@@ -143,8 +143,8 @@ class Labeler(RunPredictor):
         """
         feats = self.features(waveform, sample_rate)
         with self.precision():
-            logits, out_lengths = self.model(feats[None].to(self.device))
-            post = self.model.posteriors(logits)[0, : int(out_lengths[0])].cpu().numpy()
+            logits = offline_outputs(self.model, feats[None].to(self.device))
+            post = self.model.posteriors(logits)[0].cpu().numpy()
         duration = waveform.numel() / sample_rate
         return LabelResult("", duration, self.segments(post, duration), post, self.grid, self.classes)
 

@@ -38,7 +38,7 @@ from speechattn.decoding.ctc import (
     spans_to_times,
 )
 from speechattn.inference.runs import RunPredictor, load_run_model
-from speechattn.inference.streaming import stream_file_outputs
+from speechattn.inference.streaming import offline_outputs, stream_file_outputs
 from speechattn.models.ctc import CTCModel, decode_features
 from speechattn.recipes.builders import build_ctc_model
 from speechattn.text import WORD_BOUNDARY, Tokenizer, tokenizer_from_dict
@@ -172,7 +172,8 @@ class Transcriber(RunPredictor):
         """
         feats = self.features(waveform, sample_rate)
         with self.precision():
-            hyp = self.decode_features([feats], beam)[0]
+            log_probs = offline_outputs(self.model, feats[None].to(self.device))[0].float().log_softmax(-1).cpu()
+        hyp = self.decode(log_probs, beam)
         return self.transcript(hyp, waveform.numel() / sample_rate)
 
     def log_probs_file(self, path: str | os.PathLike[str],
