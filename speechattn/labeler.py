@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from speechattn.inference.labeler import LabelResult, Labeler, plot_labels
+from speechattn.inference.labeler import Labeler, LabelResult, plot_labels
 
 __all__ = ["LabelResult", "Labeler", "plot_labels"]
 

@@ -32,10 +32,10 @@ from torch import Tensor
 
 from speechattn.audio import audio_info
 from speechattn.data.labels import FrameGrid, Segment
+from speechattn.decoding.segments import decode
 from speechattn.inference.runs import RunPredictor, load_run_model
 from speechattn.inference.streaming import offline_outputs, stream_file_outputs
 from speechattn.models.labeler import FrameLabeler
-from speechattn.decoding.segments import decode
 from speechattn.recipes.builders import build_labeler
 from speechattn.utils.device import resolve_device
 

@@ -8,8 +8,8 @@ from typing import Literal
 from speechattn.audio.features import FeatureConfig
 from speechattn.data.augment import AugmentConfig
 from speechattn.data.vad_sim import VadSimConfig
-from speechattn.nn.encoder import EncoderConfig
 from speechattn.decoding.segments import PostprocessConfig
+from speechattn.nn.encoder import EncoderConfig
 from speechattn.recipes.train import TrainConfig
 
 __all__ = ["LabelDataConfig", "LabelModelConfig", "LabelEvalConfig", "LabelRecipe"]

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from speechattn.data.labels import FrameGrid, Segment, segments_to_frames
-from speechattn.metrics.detection import DetectionCounts, detection_metrics
 from speechattn.decoding.segments import (
     PostprocessConfig,
     binarize,
@@ -16,6 +15,7 @@ from speechattn.decoding.segments import (
     remove_short,
     smooth,
 )
+from speechattn.metrics.detection import DetectionCounts, detection_metrics
 
 
 def _runs(x: np.ndarray, value: bool) -> list[tuple[int, int]]:

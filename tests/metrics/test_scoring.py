@@ -10,7 +10,6 @@ import torch
 
 from speechattn.metrics.scoring import as_norm, as_norm_from_scores, cosine_score_matrix
 
-
 # --------------------------------------------------------------------------- cosine scoring
 
 

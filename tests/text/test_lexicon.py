@@ -6,7 +6,6 @@ import pytest
 
 from speechattn.text.lexicon import Lexicon, MissingWordError
 
-
 # --------------------------------------------------------------------------- lexicon
 
 def test_lexicon_read(lexicon_path):

@@ -111,11 +111,11 @@ TINY_ENCODER = {"d_model": 32, "num_heads": 2, "num_layers": 1, "ffn_dim": 64, "
 def write_untrained_run(run_dir: Path, task: str, precision: str = "bf16") -> Path:
     """A run folder (config.yaml saying ``train.precision: PRECISION``, model.safetensors,
     model.json) of an untrained tiny model of ``task`` (``frame_labels``, ``ctc``, ``speaker``)."""
-    from speechattn.recipes.schema import save_recipe
-    from speechattn.nn.encoder import EncoderConfig
     from speechattn.models.files import save_weights
-    from speechattn.utils.files import write_json
+    from speechattn.nn.encoder import EncoderConfig
+    from speechattn.recipes.schema import save_recipe
     from speechattn.recipes.train import TrainConfig
+    from speechattn.utils.files import write_json
 
     torch.manual_seed(0)
     train = TrainConfig(precision=precision)  # type: ignore[arg-type]
@@ -282,15 +282,13 @@ def test_ctc_and_labeling_batches_run_on_cuda():
     loss and the offline decoding/posteriors on the GPU with CPU results."""
     from types import SimpleNamespace
 
-    from speechattn.data.augment import AugmentConfig, spec_augment
-    from speechattn.recipes.builders import build_ctc_model
-    from speechattn.recipes.ctc import CTCRecipe
-    from speechattn.data.augment import spec_augment_on
+    from speechattn.data.augment import AugmentConfig, spec_augment, spec_augment_on
     from speechattn.models.ctc import decode_features
-    from speechattn.tasks.ctc import CTCTask
-    from speechattn.recipes.builders import build_labeler
-    from speechattn.recipes.labeling import LabelRecipe
     from speechattn.models.labeler import batch_posteriors
+    from speechattn.recipes.builders import build_ctc_model, build_labeler
+    from speechattn.recipes.ctc import CTCRecipe
+    from speechattn.recipes.labeling import LabelRecipe
+    from speechattn.tasks.ctc import CTCTask
 
     dev = torch.device("cuda")
     cfg = AugmentConfig(time_masks=2, freq_masks=2)
