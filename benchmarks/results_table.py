@@ -96,6 +96,13 @@ def speaker() -> list[list[str]]:
             ["Speaker verification", "minDCF (p=0.01)", "dev†", f"{r['min_dcf']:.3f} (1 run)", "—", "1", wall, name]]
 
 
+def fsdd() -> list[list[str]]:
+    name = "train_fsdd_avx2.json"
+    m = load(name)["metrics"]
+    return [["Speaker identification, FSDD", "accuracy % (best ckpt)", "held-out†",
+             f"{m['dev']['accuracy']:.1f} (1 run)", "—", "7", wall_of("train_fsdd_avx2"), name]]
+
+
 def attention() -> list[list[str]]:
     name = "attention.json"
     t = {row["T"]: row for row in load(name)["table"]}
@@ -152,7 +159,7 @@ HEADER = ["Task", "Metric", "Split", "Ours", "Baseline, same run", "Cmd", "Wall"
 def print_table() -> None:
     print("| " + " | ".join(HEADER) + " |")
     print("|" + "|".join("---" for _ in HEADER) + "|")
-    for row in [*speaker(), *attention(), *encoder(), *shards(), *reliability()]:
+    for row in [*speaker(), *fsdd(), *attention(), *encoder(), *shards(), *reliability()]:
         print("| " + " | ".join(row) + " |")
 
 
