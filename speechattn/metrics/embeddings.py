@@ -24,12 +24,14 @@ log = logging.getLogger(__name__)
 
 
 def verification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """``eer`` (%), ``min_dcf`` (p_target 0.01) and the EER ``threshold`` of trial scores and target labels."""
     eer, threshold = compute_eer(scores, labels)
     min_dcf, _ = compute_min_dcf(scores, labels, p_target=0.01)
     return {"eer": 100.0 * eer, "min_dcf": float(min_dcf), "threshold": float(threshold)}
 
 
 def trial_path(reference: str | Path, root: Path) -> Path:
+    """A trial list's path: absolute or existing as given, else under the data root."""
     path = Path(reference)
     return path if path.is_absolute() or path.exists() else root / path
 
@@ -98,6 +100,7 @@ def evaluate_embeddings(
 
 
 def speaker_means(emb: Tensor, labels: Tensor, count: int) -> Tensor:
+    """(count, E) unit-length mean directions of the (N, E) embeddings of each speaker index in ``labels``."""
     emb = torch.nn.functional.normalize(emb, dim=-1)
     sums = torch.zeros(count, emb.shape[1]).index_add_(0, labels, emb)
     return torch.nn.functional.normalize(sums, dim=-1)
