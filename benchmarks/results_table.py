@@ -103,6 +103,17 @@ def fsdd() -> list[list[str]]:
              f"{m['dev']['accuracy']:.1f} (1 run)", "—", "7", wall_of("train_fsdd_avx2"), name]]
 
 
+def vad() -> list[list[str]]:
+    name = "vad_baseline.json"
+    r = load(name)
+    acc, speed = r["accuracy"]["systems"], r["speed"]["systems"]
+    wall = f"{wall_of('train_vad_avx2')} + {wall_of('vad_baseline')}"
+    return [["Voice activity (simulated)", "frame F1", "dev†", f"{acc['ours']['f1']:.3f} (1 run)",
+             f"silero-vad {acc['silero']['f1']:.3f}, webrtcvad-0 {acc['webrtc-0']['f1']:.3f}", "8", wall, name],
+            ["Voice activity, 1 h file", "seconds to label", "—", f"{speed['ours']['seconds']:.2f}",
+             f"silero-vad {speed['silero']['seconds']:.1f}", "8", wall, name]]
+
+
 def attention() -> list[list[str]]:
     name = "attention.json"
     t = {row["T"]: row for row in load(name)["table"]}
@@ -159,7 +170,7 @@ HEADER = ["Task", "Metric", "Split", "Ours", "Baseline, same run", "Cmd", "Wall"
 def print_table() -> None:
     print("| " + " | ".join(HEADER) + " |")
     print("|" + "|".join("---" for _ in HEADER) + "|")
-    for row in [*speaker(), *fsdd(), *attention(), *encoder(), *shards(), *reliability()]:
+    for row in [*speaker(), *fsdd(), *vad(), *attention(), *encoder(), *shards(), *reliability()]:
         print("| " + " | ".join(row) + " |")
 
 
