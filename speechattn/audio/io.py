@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from speechattn.audio.resampling import StreamingResampler, resample
+from speechattn.utils.messages import one_line
 
 __all__ = ["AudioError", "AudioInfo", "MAX_SAMPLE_RATE", "audio_info", "iter_audio_blocks", "load_audio", "save_audio"]
 
@@ -41,8 +42,7 @@ class AudioError(ValueError):
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text.rstrip(".") or type(err).__name__
+    return one_line(err).rstrip(".") or type(err).__name__
 
 
 def _check_path(path: PathLike) -> Path:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from speechattn.cli.inputs import PROG, expand_inputs
+from speechattn.utils.messages import one_line
 
 __all__ = ["BatchReport", "file_error_message", "file_progress", "is_file_error", "is_memory_error", "run_per_file",
            "unique_name"]
@@ -71,8 +72,8 @@ def file_error_message(exc: BaseException) -> str:
         text = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
         if exc.filename2 is not None:
             text += f" -> {exc.filename2}"
-        return _one_line(text)
-    return _one_line(exc) or type(exc).__name__
+        return one_line(text)
+    return one_line(exc) or type(exc).__name__
 
 
 class BatchReport:
@@ -120,7 +121,7 @@ class BatchReport:
         if isinstance(reason, BaseException):
             text = file_error_message(reason)
         else:
-            text = _one_line(reason) or "failed"
+            text = one_line(reason) or "failed"
         item = os.fspath(path)
         if text.startswith(f"{item}: "):
             text = text[len(item) + 2 :]
@@ -226,8 +227,3 @@ def run_per_file(ctx: click.Context, inputs: Sequence[str], out_dir: Path | None
 
 
 R = TypeVar("R")
-
-
-def _one_line(text: object) -> str:
-    """``text`` as a single line (newlines and runs of blanks collapsed)."""
-    return " ".join(str(text).split())

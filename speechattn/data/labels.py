@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from speechattn.utils.messages import one_line
+
 __all__ = [
     "LABEL_SUFFIXES",
     "FrameGrid",
@@ -200,7 +202,7 @@ def read_textgrid(path: PathLike, tier: str | None = None) -> list[Segment]:
     try:
         tg = tg_mod.openTextgrid(str(p), includeEmptyIntervals=False)
     except Exception as exc:  # praatio raises ParsingError, IndexError, ValueError... on bad input
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = one_line(exc) or type(exc).__name__
         raise _err(p, None, f"not a valid TextGrid ({reason})") from None
     interval_tiers = [n for n in tg.tierNames if isinstance(tg.getTier(n), tg_mod.IntervalTier)]
     if tier is None:

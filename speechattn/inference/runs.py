@@ -32,6 +32,7 @@ from speechattn.models.files import (
 )
 from speechattn.recipes import load_task_recipe
 from speechattn.utils.device import autocast, resolve_device, resolve_precision
+from speechattn.utils.messages import one_line
 
 __all__ = ["load_run_recipe", "load_run", "load_run_model", "RunModel", "ModelFileError", "model_device",
            "prepare_inference", "RunPredictor"]
@@ -82,7 +83,7 @@ class RunModel:
         except KeyError as exc:
             raise ModelFileError(f"{self.info_path}: bad model metadata (no {exc.args[0]!r} entry)") from None
         except (TypeError, ValueError, AttributeError, IndexError) as exc:
-            detail = " ".join(str(exc).split()) or type(exc).__name__
+            detail = one_line(exc) or type(exc).__name__
             raise ModelFileError(f"{self.info_path}: bad model metadata ({detail})") from None
 
 

@@ -25,9 +25,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from speechattn.utils.files import atomic_write, write_json
+from speechattn.utils.messages import one_line
 
 __all__ = ["MODEL_FILE", "MODEL_INFO_FILE", "ModelFileError", "save_weights", "load_weights", "save_model",
-           "load_model", "load_weights_into", "one_line"]
+           "load_model", "load_weights_into"]
 
 
 #: The model of a run: weights, with the metadata in the safetensors header.
@@ -45,10 +46,6 @@ _INFO_KEY = "speechattn.model_info"
 class ModelFileError(ValueError):
     """A model file that cannot be used: unreadable or corrupt weights or metadata, missing or
     unexpected tensors, tensors of the wrong shape. The message is one line naming the file."""
-
-
-def one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def save_weights(module_or_state: torch.nn.Module | dict[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:

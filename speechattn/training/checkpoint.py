@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from speechattn.models.files import one_line
 from speechattn.utils.files import atomic_write
+from speechattn.utils.messages import one_line
 
 __all__ = ["CheckpointError", "save_state", "load_state"]
 
