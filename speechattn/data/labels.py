@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -335,6 +335,15 @@ class FrameGrid:
         ``i * frame_shift + frame_length / 2``; output ``j`` reads inputs
         ``stride * j .. stride * j + receptive_field - 1`` and sits at their centre."""
         return cls(hop=frame_shift * stride, offset=frame_length / 2 + frame_shift * (receptive_field - 1) / 2)
+
+    def to_dict(self) -> dict[str, float]:
+        """``{"hop", "offset"}``: how a model file stores the grid (:meth:`from_dict` reads it)."""
+        return {"hop": self.hop, "offset": self.offset}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FrameGrid":
+        """The grid stored by :meth:`to_dict` (KeyError / TypeError / ValueError if it is not one)."""
+        return cls(hop=float(data["hop"]), offset=float(data["offset"]))
 
     def centres(self, num_frames: int) -> np.ndarray:
         """(num_frames,) float64 centre times."""

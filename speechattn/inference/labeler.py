@@ -126,7 +126,7 @@ class Labeler(RunPredictor):
             if not isinstance(run.info["classes"], list) or not run.info["classes"]:
                 raise ValueError(f"'classes' is {run.info['classes']!r}, not a list of class names")
             classes = [str(c) for c in run.info["classes"]]
-            grid = FrameGrid(hop=float(run.info["grid"]["hop"]), offset=float(run.info["grid"]["offset"]))
+            grid = FrameGrid.from_dict(run.info["grid"])
         model = run.load_into(build_labeler(run.recipe, len(classes)))
         return cls(run.recipe, model, classes, grid, device=dev)
 

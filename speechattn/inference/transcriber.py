@@ -118,7 +118,7 @@ class Transcriber(RunPredictor):
         recipe = run.recipe
         with run.reading_info():
             tokenizer = tokenizer_from_dict(run.info["tokenizer"])
-            grid = FrameGrid(hop=float(run.info["grid"]["hop"]), offset=float(run.info["grid"]["offset"]))
+            grid = FrameGrid.from_dict(run.info["grid"])
         model = run.load_into(build_ctc_model(recipe, len(tokenizer)))
         return cls(recipe, model, tokenizer, grid, beam=recipe.decode.beam if beam is None else beam, device=dev)
 

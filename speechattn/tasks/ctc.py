@@ -221,7 +221,7 @@ class CTCTask:
             {
                 "task": "ctc",
                 "tokenizer": self.tokenizer.to_dict(),
-                "grid": {"hop": grid.hop, "offset": grid.offset},
+                "grid": grid.to_dict(),
                 "train_utterances": len(self.train_feats),
                 "dev_utterances": len(self.dev_feats),
                 "skipped_utterances": self.skipped,

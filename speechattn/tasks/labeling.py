@@ -251,7 +251,7 @@ class LabelTask:
                 "task": "frame_labels",
                 "classes": self.classes,
                 "mode": self.recipe.model.mode,
-                "grid": {"hop": self.grid.hop, "offset": self.grid.offset},
+                "grid": self.grid.to_dict(),
                 "cmvn_frames": self.cmvn_frames,
                 "train_data": self.train_ref,
                 "dev_data": self.dev_ref,

@@ -207,3 +207,11 @@ def test_load_labelled_folder_siblings_union_and_skips(tmp_path, speechocean_dir
     (tmp_path / f"{a}.TextGrid").write_text("broken")
     with pytest.raises(LabelError, match=f"{a}.TextGrid"):
         load_labelled(tmp_path)
+
+
+def test_frame_grid_round_trips_through_its_stored_form():
+    grid = FrameGrid.for_model(0.01, 0.025, 4, 7)
+    assert FrameGrid.from_dict(grid.to_dict()) == grid
+    assert FrameGrid.from_dict({"hop": "0.04", "offset": 0}) == FrameGrid(0.04, 0.0)
+    with pytest.raises(KeyError):
+        FrameGrid.from_dict({"hop": 0.04})
