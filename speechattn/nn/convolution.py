@@ -41,8 +41,30 @@ def depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Ten
 
 def _conv_time_major(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """(B, T + K - 1, D) -> (B, T, D); the (B, D, 1, T) view of a time-major tensor is channels-last."""
-    y = F.conv2d(x.transpose(1, 2).unsqueeze(2), weight.unsqueeze(2), bias, groups=x.shape[2])
+    y = _conv2d(x.transpose(1, 2).unsqueeze(2), weight.unsqueeze(2), bias, groups=x.shape[2])
     return y.squeeze(2).transpose(1, 2)
+
+
+def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> Tensor:
+    """``F.conv2d``, except that on the CPU a bf16 / fp16 convolution (explicit, or from autocast)
+    is computed in float32 and its result cast back to the dtype it would have had.
+
+    Why: oneDNN's reduced-precision depthwise kernels hang on some CPUs. On an AMD EPYC (Zen 4,
+    AVX512-BF16) with 2 or more torch threads, a bf16 depthwise ``conv2d`` of shape (1, 32, 1, 76)
+    did not return within minutes (stuck generating its JIT kernel), while the same call in
+    float32 took 8 ms, and in bf16 with one thread 29 ms. The depthwise convolution is a small
+    part of a layer's work (K multiply-adds per value), so float32 costs little.
+    """
+    if x.device.type != "cpu":
+        return F.conv2d(x, weight, bias, groups=groups)
+    autocast_on = torch.is_autocast_enabled("cpu")
+    low = (torch.bfloat16, torch.float16)
+    out_dtype = torch.get_autocast_dtype("cpu") if autocast_on else x.dtype
+    if not autocast_on and x.dtype not in low:
+        return F.conv2d(x, weight, bias, groups=groups)
+    with torch.autocast("cpu", enabled=False):
+        y = F.conv2d(x.float(), weight.float(), None if bias is None else bias.float(), groups=groups)
+    return y.to(out_dtype) if out_dtype in low else y
 
 
 class _DepthwiseConv(torch.autograd.Function):
@@ -81,7 +103,7 @@ class _DepthwiseConv(torch.autograd.Function):
                 time = frames - k + 1
                 inp = x.transpose(1, 2).reshape(1, batch * dim, 1, frames)
                 kernel = grad.transpose(1, 2).reshape(batch * dim, 1, 1, time)
-                grad_w = F.conv2d(inp, kernel, groups=batch * dim).view(batch, dim, k).sum(0, dtype=acc)
+                grad_w = _conv2d(inp, kernel, None, groups=batch * dim).view(batch, dim, k).sum(0, dtype=acc)
                 grad_w = grad_w.unsqueeze(1).to(ctx.weight_dtype)
             if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
                 grad_b = grad.sum((0, 1), dtype=acc).to(ctx.bias_dtype)
