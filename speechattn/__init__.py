@@ -1,5 +1,13 @@
 """speechattn: speech toolkit built on a truncated multi-head self-attention encoder.
 
+Trained models ship with the package and load by name::
+
+    import speechattn
+    speechattn.load("vad").label_file("meeting.wav").segments
+    speaker = speechattn.load("speaker")
+    score, same = speaker.verify(speaker.embed_file("a.wav"), speaker.embed_file("b.wav"))
+    speechattn.load("phones").transcribe_file("x.wav").text
+
 The model pieces import without any training or CLI code::
 
     from speechattn import FeatureExtractor, TruncatedEncoder, truncated_attention
@@ -38,6 +46,8 @@ _EXPORTS = {
     "Transcriber": "speechattn.inference",
     "FrameLabeler": "speechattn.models.labeler",
     "CTCModel": "speechattn.models.ctc",
+    "load": "speechattn.inference",
+    "export_model": "speechattn.inference",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -52,7 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
         iter_audio_blocks,
         load_audio,
     )
-    from speechattn.inference import Labeler, SpeakerRecognizer, Transcriber
+    from speechattn.inference import Labeler, SpeakerRecognizer, Transcriber, export_model, load
     from speechattn.models.ctc import CTCModel
     from speechattn.models.labeler import FrameLabeler
     from speechattn.nn.attention import truncated_attention

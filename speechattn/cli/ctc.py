@@ -21,11 +21,10 @@ from typing import Any
 import click
 
 from speechattn.cli.batch import run_per_file
-from speechattn.cli.options import device_option, threads_option
+from speechattn.cli.options import device_option, model_argument, threads_option
 
 __all__ = ["transcribe", "FORMATS", "format_transcript"]
 
-RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 #: Output formats and their file suffixes.
 FORMATS = {"text": ".txt", "json": ".json", "ctm": ".ctm"}
 
@@ -50,7 +49,7 @@ def format_transcript(fmt: str, name: str, path: Path, result: Any, to_file: boo
 
 
 @click.command()
-@click.argument("run_dir", type=RUN_DIR)
+@model_argument
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write one file per input into DIR (NAME.txt/.json/.ctm); default: print to stdout.")
@@ -62,13 +61,17 @@ def format_transcript(fmt: str, name: str, path: Path, result: Any, to_file: boo
 @device_option
 @threads_option
 @click.pass_context
-def transcribe(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str,
+def transcribe(ctx: click.Context, model: str, inputs: tuple[str, ...], out_dir: Path | None, fmt: str,
                beam: int | None, progress: bool | None, device: Any) -> None:
-    """Transcribe audio files."""
+    """Transcribe audio files.
+
+    MODEL is a shipped model name (`speechattn models` lists them), a model file
+    (`speechattn export`) or a run folder (`speechattn train`).
+    """
     from speechattn.inference import Transcriber
     from speechattn.utils.files import atomic_write_text
 
-    model = Transcriber.from_run(run_dir, beam=beam, device=device)
+    model = Transcriber.load(model, beam=beam, device=device)
     stdout = click.get_text_stream("stdout")
 
     def emit(name: str, path: Path, result: Any, first: bool) -> None:

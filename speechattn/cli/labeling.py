@@ -15,11 +15,10 @@ from typing import Any, TextIO
 import click
 
 from speechattn.cli.batch import run_per_file
-from speechattn.cli.options import device_option, threads_option
+from speechattn.cli.options import device_option, model_argument, threads_option
 
 __all__ = ["label", "FORMATS"]
 
-RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 #: Output formats and their file suffixes.
 FORMATS = {"rttm": ".rttm", "json": ".json", "tsv": ".tsv", "textgrid": ".TextGrid"}
 
@@ -63,7 +62,7 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
 
 
 @click.command()
-@click.argument("run_dir", type=RUN_DIR)
+@model_argument
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write one file per input into DIR (NAME.rttm/.json/.tsv/.TextGrid, NAME.png); "
@@ -75,14 +74,18 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
 @device_option
 @threads_option
 @click.pass_context
-def label(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], out_dir: Path | None, fmt: str, plot: bool,
+def label(ctx: click.Context, model: str, inputs: tuple[str, ...], out_dir: Path | None, fmt: str, plot: bool,
           progress: bool | None, device: Any) -> None:
-    """Label the frames of audio files."""
+    """Label the frames of audio files.
+
+    MODEL is a shipped model name (`speechattn models` lists them), a model file
+    (`speechattn export`) or a run folder (`speechattn train`).
+    """
     from speechattn.inference import Labeler, plot_labels
 
     if out_dir is None and (fmt == "textgrid" or plot):
         raise click.UsageError(f"{'--plot' if plot else '--format textgrid'} writes files: give -o DIR")
-    labeler = Labeler.from_run(run_dir, device=device)
+    labeler = Labeler.load(model, device=device)
 
     def emit(name: str, path: Path, result: Any, first: bool) -> None:
         if out_dir is None:

@@ -412,6 +412,15 @@ def train(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
     distributed.shutdown()
 
 
+# ----------------------------------------------------------------------------- models
+
+from speechattn.cli.models import export as _export  # noqa: E402  (click only at import)
+from speechattn.cli.models import models as _models  # noqa: E402
+
+main.add_command(_models)
+main.add_command(_export)
+
+
 if __name__ == "__main__":  # pragma: no cover - `python3 -m speechattn.cli.main` (used by the Makefile)
     # Run the module under its import name, so that task modules importing it share its state.
     from speechattn.cli.main import main as _main

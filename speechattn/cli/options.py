@@ -1,5 +1,5 @@
-"""Options shared by the commands: ``--device`` (every inference command) and ``--threads``
-(every command that runs a model)."""
+"""Options shared by the commands: the MODEL argument and ``--device`` (every inference
+command), ``--threads`` (every command that runs a model)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-__all__ = ["device_option", "threads_option"]
+__all__ = ["device_option", "threads_option", "model_argument", "MODEL_HELP"]
 
 
 def _resolve_device_option(ctx: click.Context, param: click.Parameter, value: str) -> Any:
@@ -49,3 +49,14 @@ def threads_option(command: Callable[..., Any] | None = None, *, expose_value: b
         expose_value=expose_value,
         help="CPU threads for torch (torch.set_num_threads); default: one per core.")
     return decorator if command is None else decorator(command)
+
+
+#: What MODEL may be, for help texts.
+MODEL_HELP = ("MODEL is a shipped model name (`speechattn models` lists them: vad, speaker, phones), "
+              "a model file (`speechattn export`) or a run folder (`speechattn train`).")
+
+
+def model_argument(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The MODEL argument (passed as ``model``, a string): a shipped model name, a model file or a
+    run folder; the predictor's loader resolves it, with a one-line error when it is none."""
+    return click.argument("model", metavar="MODEL")(command)

@@ -24,17 +24,16 @@ from speechattn.cli.batch import (
     is_memory_error,
 )
 from speechattn.cli.inputs import expand_inputs
-from speechattn.cli.options import device_option, threads_option
+from speechattn.cli.options import device_option, model_argument, threads_option
 
 __all__ = ["embed", "verify", "identify"]
 
-RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
-def _recognizer(run_dir: Path, device: Any) -> Any:
+def _recognizer(model: str, device: Any) -> Any:
     from speechattn.inference import SpeakerRecognizer
 
-    return SpeakerRecognizer.from_run(run_dir, device=device)
+    return SpeakerRecognizer.load(model, device=device)
 
 
 def _embed_paths(model: Any, paths: list[Path], report: BatchReport, progress: bool = True):
@@ -54,7 +53,7 @@ def _embed_paths(model: Any, paths: list[Path], report: BatchReport, progress: b
 
 
 @click.command()
-@click.argument("run_dir", type=RUN_DIR)
+@model_argument
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE.npy (array + FILE.txt listing the files in order) or FILE.json; "
@@ -62,9 +61,13 @@ def _embed_paths(model: Any, paths: list[Path], report: BatchReport, progress: b
 @device_option
 @threads_option
 @click.pass_context
-def embed(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], output: Path | None, device: Any) -> None:
-    """Write speaker embeddings of audio files."""
-    model = _recognizer(run_dir, device)
+def embed(ctx: click.Context, model: str, inputs: tuple[str, ...], output: Path | None, device: Any) -> None:
+    """Write speaker embeddings of audio files.
+
+    MODEL is a shipped model name (`speechattn models` lists them), a model file
+    (`speechattn export`) or a run folder (`speechattn train`).
+    """
+    model = _recognizer(model, device)
     report = BatchReport()
     paths, problems = expand_inputs(inputs)
     report.add_problems(problems)
@@ -102,15 +105,19 @@ def _write_embeddings(output: Path, done: list[tuple[Path, list[float]]]) -> Non
 
 
 @click.command()
-@click.argument("run_dir", type=RUN_DIR)
+@model_argument
 @click.argument("first", type=click.Path(path_type=Path))
 @click.argument("second", type=click.Path(path_type=Path))
 @click.option("--threshold", type=float, default=None, help="Decision threshold (default: calibrated on dev).")
 @device_option
 @threads_option
-def verify(run_dir: Path, first: Path, second: Path, threshold: float | None, device: Any) -> None:
-    """Score whether two recordings share a speaker."""
-    model = _recognizer(run_dir, device)
+def verify(model: str, first: Path, second: Path, threshold: float | None, device: Any) -> None:
+    """Score whether two recordings share a speaker.
+
+    MODEL is a shipped model name (`speechattn models` lists them), a model file
+    (`speechattn export`) or a run folder (`speechattn train`).
+    """
+    model = _recognizer(model, device)
     a, b = _embed_one(model, first), _embed_one(model, second)
     score = model.score(a, b)
     limit = model.threshold if threshold is None else threshold
@@ -162,7 +169,7 @@ def _enrolment(model: Any, enroll: Path, report: BatchReport) -> dict[str, Any]:
 
 
 @click.command()
-@click.argument("run_dir", type=RUN_DIR)
+@model_argument
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--enroll", required=True, type=click.Path(exists=True, path_type=Path),
               help="Folder with one sub-folder of audio per speaker, or a Kaldi dir / manifest with speakers.")
@@ -170,11 +177,15 @@ def _enrolment(model: Any, enroll: Path, report: BatchReport) -> dict[str, Any]:
 @device_option
 @threads_option
 @click.pass_context
-def identify(ctx: click.Context, run_dir: Path, inputs: tuple[str, ...], enroll: Path, top: int, device: Any) -> None:
-    """Name the enrolled speaker of each recording."""
+def identify(ctx: click.Context, model: str, inputs: tuple[str, ...], enroll: Path, top: int, device: Any) -> None:
+    """Name the enrolled speaker of each recording.
+
+    MODEL is a shipped model name (`speechattn models` lists them), a model file
+    (`speechattn export`) or a run folder (`speechattn train`).
+    """
     import torch
 
-    model = _recognizer(run_dir, device)
+    model = _recognizer(model, device)
     enrol_report = BatchReport()
     centroids = _enrolment(model, enroll, enrol_report)
     report = BatchReport()

@@ -1,6 +1,8 @@
-"""Use trained runs: load a run folder, and run its model on waveforms or files of any length.
+"""Use trained models: a shipped model by name, a model file or a run folder, on waveforms or
+files of any length.
 
-    from speechattn.inference import Labeler, SpeakerRecognizer, Transcriber
+    from speechattn.inference import Labeler, SpeakerRecognizer, Transcriber, load
+    load("vad").label_file("meeting.flac").segments          # shipped with the package
     SpeakerRecognizer.from_run("runs/speaker").embed_file("a.flac")
     Labeler.from_run("runs/vad").label_file("meeting.flac").segments
     Transcriber.from_run("runs/asr").transcribe_file("lecture.flac").text
@@ -13,7 +15,9 @@ Modules: :mod:`~speechattn.inference.runs` (loading a run, the shared predictor 
 
 from __future__ import annotations
 
+from speechattn.inference.export import export_model
 from speechattn.inference.labeler import Labeler, LabelResult, plot_labels
+from speechattn.inference.loading import load, model_task, predictor_class
 from speechattn.inference.runs import (
     ModelFileError,
     RunModel,
@@ -22,6 +26,7 @@ from speechattn.inference.runs import (
     load_run_model,
     load_run_recipe,
     model_device,
+    open_model,
     prepare_inference,
 )
 from speechattn.inference.speaker import SpeakerRecognizer
@@ -38,11 +43,16 @@ __all__ = [
     "TimedToken",
     "Transcriber",
     "Transcript",
+    "export_model",
+    "load",
     "load_run",
     "load_run_model",
     "load_run_recipe",
     "model_device",
+    "model_task",
+    "open_model",
     "plot_labels",
+    "predictor_class",
     "prepare_inference",
     "stream_file_outputs",
 ]

@@ -113,8 +113,8 @@ class Labeler(RunPredictor):
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], device: str | torch.device = "auto") -> "Labeler":
-        """Load ``RUN_DIR`` (config.yaml, model.safetensors) of a ``frame_labels`` run onto
-        ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
+        """Load a frame-labeling model: a shipped model name (``vad``), a model file or a run folder
+        (``config.yaml``, ``model.safetensors``), onto ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
 
         Raises:
             ValueError: a bad device, a run of another task; ModelFileError (a ValueError): corrupt
@@ -128,7 +128,9 @@ class Labeler(RunPredictor):
             classes = [str(c) for c in run.info["classes"]]
             grid = FrameGrid.from_dict(run.info["grid"])
         model = run.load_into(build_labeler(run.recipe, len(classes)))
-        return cls(run.recipe, model, classes, grid, device=dev)
+        labeler = cls(run.recipe, model, classes, grid, device=dev)
+        labeler.card = run.card
+        return labeler
 
     def segments(self, posteriors: np.ndarray, duration: float | None = None) -> list[Segment]:
         """Post-processed segments of (T', K) posteriors (the recipe's ``postprocess``)."""

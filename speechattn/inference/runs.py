@@ -14,9 +14,10 @@ the CPU.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -30,11 +31,14 @@ from speechattn.models.files import (
     load_model,
     load_weights_into,
 )
-from speechattn.recipes import load_task_recipe
+from speechattn.models.modelfile import ModelCard, ModelFile, ModelHeader, read_model_file
+from speechattn.models.pretrained import shipped_model_path, shipped_models
+from speechattn.recipes import load_task_recipe, recipe_class
+from speechattn.recipes.inference import inference_sections, recipe_from_sections, same_task
 from speechattn.utils.device import autocast, resolve_device, resolve_precision
 from speechattn.utils.messages import one_line
 
-__all__ = ["load_run_recipe", "load_run", "load_run_model", "RunModel", "ModelFileError", "model_device",
+__all__ = ["load_run_recipe", "load_run", "load_run_model", "open_model", "run_card", "RunModel", "ModelFileError", "model_device",
            "prepare_inference", "RunPredictor"]
 
 log = logging.getLogger(__name__)
@@ -50,15 +54,19 @@ def load_run_recipe(run_dir: str | os.PathLike[str]) -> Any:
 
 @dataclass
 class RunModel:
-    """The trained model of a run, as :func:`load_run_model` read it.
+    """A trained model as :func:`load_run_model` read it, from a run folder, a model file or a
+    shipped model name.
 
     Attributes:
-        recipe: the run's recipe (``config.yaml``).
-        weights: the state dict (CPU tensors).
-        info: the model's metadata (what ``model.json`` shows: classes, tokenizer, threshold...).
-        weights_path: the file the weights came from (``model.safetensors``).
-        info_path: the file the metadata came from: ``model.safetensors`` itself, or
-            ``model.json`` for runs written before the metadata moved into it.
+        recipe: the recipe: the run's ``config.yaml``, or, for a model file, the task's recipe
+            rebuilt from the file's inference sections (training sections at their defaults).
+        weights: the state dict (CPU tensors, floating point as float32).
+        info: the model's metadata (classes, tokenizer, threshold...).
+        weights_path: the file the weights came from.
+        info_path: the file the metadata came from: the weights file itself, or ``model.json``
+            for runs written before the metadata moved into it.
+        card: the model's provenance (:class:`~speechattn.models.modelfile.ModelCard`); for a run
+            folder, built from its ``metrics.json``.
     """
 
     recipe: Any
@@ -66,11 +74,21 @@ class RunModel:
     info: dict[str, Any]
     weights_path: Path
     info_path: Path
+    card: ModelCard = field(default_factory=ModelCard)
+
+    @property
+    def task(self) -> str:
+        return str(self.recipe.task)
 
     def load_into(self, module: torch.nn.Module) -> torch.nn.Module:
         """Load the weights into ``module`` (built from the recipe); a missing, unexpected or
         wrongly shaped tensor is a one-line :class:`ModelFileError` naming it and the file."""
         return load_weights_into(module, self.weights, self.weights_path)
+
+    def header(self, dtype: str = "float32") -> ModelHeader:
+        """The model-file header of this model (see :mod:`speechattn.models.modelfile`)."""
+        return ModelHeader(task=self.task, config=inference_sections(self.recipe), info=dict(self.info),
+                           card=self.card, dtype=dtype)
 
     @contextlib.contextmanager
     def reading_info(self) -> Iterator[None]:
@@ -87,31 +105,105 @@ class RunModel:
             raise ModelFileError(f"{self.info_path}: bad model metadata ({detail})") from None
 
 
-def load_run_model(run_dir: str | os.PathLike[str], task: str, what: str, required: Sequence[str] = ()) -> RunModel:
-    """The recipe, weights and metadata of a trained run of ``task``, with one-line errors.
-
-    ``what`` names the model kind in the error for a run of another task; ``required``: the
-    metadata entries the caller needs (missing ones are an error naming the file).
-
-    Raises:
-        FileNotFoundError: not a run folder, or no model yet.
-        ValueError: a run of another task; :class:`ModelFileError` (a ValueError): corrupt
-            weights or metadata, metadata of another task or missing a ``required`` entry.
-    """
+def run_card(run_dir: str | os.PathLike[str], recipe: Any) -> ModelCard:
+    """A :class:`ModelCard` for a run folder, from its recipe and ``metrics.json`` (when the run
+    has finished): dev (and test) metrics, steps, minutes, precision, and the commit if recorded."""
     run_dir = Path(run_dir)
+    summary: dict[str, Any] = {}
+    try:
+        summary = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        pass
+    data = getattr(recipe, "data", None)
+    refs = [f"{k}: {getattr(data, k)}" for k in ("train", "train_shards", "dev", "test")
+            if isinstance(getattr(data, k, None), str)]
+    simulate = getattr(data, "simulate", None)
+    if simulate is not None:
+        refs = [f"simulated from {simulate.train_speech} + {simulate.noise} (dev: {simulate.dev_speech})"]
+    training = {k: summary[k] for k in ("steps", "epochs", "minutes", "precision", "device", "best_epoch")
+                if k in summary}
+    return ModelCard(name=run_dir.name, data="; ".join(refs), commit=str(summary.get("commit", "")),
+                     metrics={"dev": summary.get("dev"), "test": summary.get("test")}, training=training)
+
+
+def _check_task(run: RunModel, source: Any, task: str, what: str) -> RunModel:
+    if not same_task(run.task, task):
+        raise ValueError(f"{source}: a {run.task!r} model, not a {what}")
+    info_task = run.info.get("task", task)
+    if not same_task(str(info_task), task):
+        raise ModelFileError(f"{run.info_path}: metadata of a {info_task!r} model, but the model is a {task!r} model")
+    return run
+
+
+def _from_run_dir(run_dir: Path, task: str, what: str) -> RunModel:
     recipe = load_run_recipe(run_dir)
-    if recipe.task != task:
+    if not same_task(recipe.task, task):
         raise ValueError(f"{run_dir}: a {recipe.task!r} run, not a {what}")
     weights = run_dir / MODEL_FILE
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: no trained weights (training has not reached its first evaluation)")
     tensors, info, info_path = load_model(run_dir)
-    if info.get("task", task) != task:
-        raise ModelFileError(f"{info_path}: metadata of a {info['task']!r} model, but the run is a {task!r} run")
+    return RunModel(recipe, tensors, info, weights, info_path, run_card(run_dir, recipe))
+
+
+def _from_model_file(mf: ModelFile) -> RunModel:
+    path = mf.path if mf.path is not None else Path("<model>")
+    recipe = recipe_from_sections(recipe_class(mf.task), mf.header.config, str(path))
+    return RunModel(recipe, mf.weights, mf.header.info, path, path, mf.header.card)
+
+
+def open_model(source: str | os.PathLike[str]) -> RunModel:
+    """The model named by ``source``, whatever its task: a shipped model name (``vad``,
+    ``speaker``, ``phones``: :func:`~speechattn.models.pretrained.shipped_models`), a model file
+    (``speechattn export``), or a run folder (``speechattn train``; also a run's own
+    ``model.safetensors``, read with its folder's ``config.yaml``).
+
+    Raises:
+        FileNotFoundError: none of these (the message lists the shipped names).
+        ModelFileError / ConfigError (ValueErrors): a file or run that cannot be used.
+    """
+    path = Path(source)
+    if path.is_dir():
+        recipe = load_run_recipe(path)
+        return _from_run_dir(path, recipe.task, f"{recipe.task} model")
+    if path.is_file():
+        try:
+            return _from_model_file(read_model_file(path))
+        except ModelFileError:
+            if path.name == MODEL_FILE and (path.parent / "config.yaml").is_file():
+                return open_model(path.parent)  # a run's weights file: use its run folder
+            raise
+    shipped = shipped_model_path(str(source))
+    if shipped is not None and os.sep not in str(source):
+        return _from_model_file(read_model_file(shipped))
+    names = ", ".join(shipped_models()) or "none installed"
+    raise FileNotFoundError(f"{source}: no such model: not a shipped model name ({names}), "
+                            "a model file or a run folder")
+
+
+def load_run_model(source: str | os.PathLike[str], task: str, what: str,
+                   required: Sequence[str] = ()) -> RunModel:
+    """The recipe, weights and metadata of a trained model of ``task``, with one-line errors.
+
+    ``source``: a shipped model name, a model file or a run folder (see :func:`open_model`).
+    ``what`` names the model kind in the error for a model of another task; ``required``: the
+    metadata entries the caller needs (missing ones are an error naming the file).
+
+    Raises:
+        FileNotFoundError: no such model, or a run without a model yet.
+        ValueError: a model of another task; :class:`ModelFileError` (a ValueError): corrupt
+            weights or metadata, metadata of another task or missing a ``required`` entry.
+    """
+    path = Path(source)
+    if path.is_dir():
+        run = _from_run_dir(path, task, what)
+    else:
+        run = open_model(source)
+    _check_task(run, source, task, what)
     for key in required:
-        if key not in info:
-            raise ModelFileError(f"{info_path}: bad model metadata (no {key!r} entry)")
-    return RunModel(recipe, tensors, info, weights, info_path)
+        if key not in run.info:
+            raise ModelFileError(f"{run.info_path}: bad model metadata (no {key!r} entry)")
+    return run
 
 
 def load_run(run_dir: str | os.PathLike[str], task: str, what: str) -> tuple[Any, dict[str, Tensor], dict[str, Any]]:
@@ -149,7 +241,10 @@ def prepare_inference(model: torch.nn.Module, device: str | torch.device | None,
 
 
 class RunPredictor:
-    """What the predictors built from a run share.
+    """What the predictors built from a trained model share.
+
+    Load one with :meth:`load` (``Labeler.load("vad")``, ``SpeakerRecognizer.load("model.safetensors")``,
+    ``Transcriber.load("runs/asr")``).
 
     Args:
         recipe: the run's recipe.
@@ -166,12 +261,30 @@ class RunPredictor:
         sample_rate: the rate the model's features are computed at.
     """
 
+    #: The model's provenance (set by ``from_run`` / :meth:`load`; empty for a model built in memory).
+    card: ModelCard = ModelCard()
+
     def __init__(self, recipe: Any, model: torch.nn.Module, what: str,
                  device: str | torch.device | None = None) -> None:
         self.recipe = recipe
         self.model, self.device, self.run_precision = prepare_inference(model, device, what)
         self.extractor = FeatureExtractor(recipe.features).eval()
         self.sample_rate = int(recipe.features.sample_rate)
+
+    @classmethod
+    def from_run(cls, source: str | os.PathLike[str], device: str | torch.device = "auto") -> "RunPredictor":
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, source: str | os.PathLike[str], device: str | torch.device = "auto", **kwargs: Any) -> Any:
+        """The predictor of a shipped model name, a model file or a run folder, on ``device``
+        (``auto``: a CUDA GPU when there is one, else the CPU); ``kwargs`` go to ``from_run``.
+
+        Raises:
+            FileNotFoundError: no such model; ValueError: a model of another task, a bad device;
+            ModelFileError (a ValueError): a file that cannot be used.
+        """
+        return cls.from_run(source, device=device, **kwargs)
 
     @contextlib.contextmanager
     def precision(self) -> Iterator[None]:

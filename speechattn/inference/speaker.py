@@ -56,8 +56,8 @@ class SpeakerRecognizer(RunPredictor):
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], device: str | torch.device = "auto") -> "SpeakerRecognizer":
-        """Load ``RUN_DIR`` (config.yaml, model.safetensors) written by ``speechattn train``,
-        onto ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
+        """Load a speaker model: a shipped model name (``speaker``), a model file or a run folder
+        (``config.yaml``, ``model.safetensors``) written by ``speechattn train``, onto ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
 
         Raises:
             ValueError: a bad device, a run of another task; ModelFileError (a ValueError): corrupt
@@ -68,7 +68,9 @@ class SpeakerRecognizer(RunPredictor):
         with run.reading_info():
             threshold = float(run.info["threshold"])
         embedder = run.load_into(build_embedder(run.recipe.model, run.recipe.features.feature_dim))
-        return cls(run.recipe, embedder, threshold, device=dev)
+        recognizer = cls(run.recipe, embedder, threshold, device=dev)
+        recognizer.card = run.card
+        return recognizer
 
     def embed(self, waveform: Tensor, sample_rate: int) -> Tensor:
         """(samples,) waveform -> (embed_dim,) embedding."""

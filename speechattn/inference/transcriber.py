@@ -106,8 +106,8 @@ class Transcriber(RunPredictor):
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], beam: int | None = None,
                  device: str | torch.device = "auto") -> "Transcriber":
-        """Load ``RUN_DIR`` (config.yaml, model.safetensors) of a ``ctc`` run onto
-        ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
+        """Load a CTC model: a shipped model name (``phones``), a model file or a run folder
+        (``config.yaml``, ``model.safetensors``), onto ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
 
         Raises:
             ValueError: a bad device, a run of another task; ModelFileError (a ValueError): corrupt
@@ -120,7 +120,9 @@ class Transcriber(RunPredictor):
             tokenizer = tokenizer_from_dict(run.info["tokenizer"])
             grid = FrameGrid.from_dict(run.info["grid"])
         model = run.load_into(build_ctc_model(recipe, len(tokenizer)))
-        return cls(recipe, model, tokenizer, grid, beam=recipe.decode.beam if beam is None else beam, device=dev)
+        transcriber = cls(recipe, model, tokenizer, grid, beam=recipe.decode.beam if beam is None else beam, device=dev)
+        transcriber.card = run.card
+        return transcriber
 
     # ----------------------------------------------------------------- decoding
     def decode(self, log_probs: np.ndarray | Tensor, beam: int | None = None) -> CTCHypothesis:

@@ -33,6 +33,7 @@ from speechattn.training.schedule import warmup_cosine
 from speechattn.utils import distributed
 from speechattn.utils.device import autocast, resolve_device, resolve_precision
 from speechattn.utils.files import write_json
+from speechattn.utils.provenance import source_commit
 
 __all__ = ["Task", "Trainer", "seed_everything"]
 
@@ -261,6 +262,7 @@ class Trainer:
             "device": str(device),
             "precision": precision,
             "world_size": world,
+            "commit": source_commit(),
         }
         if stop_reason == "max_minutes":
             warning = (

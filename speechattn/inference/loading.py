@@ -1,0 +1,79 @@
+"""``speechattn.load(NAME)``: the ready predictor of any model, whatever its task.
+
+    import speechattn
+    vad = speechattn.load("vad")                       # shipped with the package
+    vad.label_file("meeting.wav").segments
+    speaker = speechattn.load("speaker")
+    speaker.verify(speaker.embed_file("a.wav"), speaker.embed_file("b.wav"))
+    speechattn.load("phones").transcribe_file("x.wav").text
+    speechattn.load("runs/vad")                        # a run folder, or a model file
+
+The task is read from the model (a model file's header, or a run's ``config.yaml``), and the
+task's predictor class loads it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speechattn.inference.runs import load_run_recipe
+from speechattn.models.files import MODEL_FILE
+from speechattn.models.modelfile import read_header
+from speechattn.models.pretrained import shipped_model_path, shipped_models
+
+__all__ = ["load", "model_task", "predictor_class"]
+
+#: task -> its predictor class ("module:attr").
+_PREDICTORS = {
+    "speaker": "speechattn.inference.speaker:SpeakerRecognizer",
+    "labeling": "speechattn.inference.labeler:Labeler",
+    "frame_labels": "speechattn.inference.labeler:Labeler",
+    "ctc": "speechattn.inference.transcriber:Transcriber",
+}
+
+
+def predictor_class(task: str) -> type:
+    """The predictor class of ``task``."""
+    try:
+        target = _PREDICTORS[task]
+    except KeyError:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(_PREDICTORS))}") from None
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def model_task(source: str | os.PathLike[str]) -> str:
+    """The task of a shipped model name, a model file or a run folder, read cheaply (a header or
+    ``config.yaml``, not the weights)."""
+    path = Path(source)
+    if path.is_dir():
+        return str(load_run_recipe(path).task)
+    if path.is_file():
+        if path.name == MODEL_FILE and (path.parent / "config.yaml").is_file():
+            try:
+                return read_header(path).task
+            except ValueError:
+                return str(load_run_recipe(path.parent).task)
+        return read_header(path).task
+    shipped = shipped_model_path(str(source))
+    if shipped is not None:
+        return read_header(shipped).task
+    names = ", ".join(shipped_models()) or "none installed"
+    raise FileNotFoundError(f"{source}: no such model: not a shipped model name ({names}), "
+                            "a model file or a run folder")
+
+
+def load(source: str | os.PathLike[str], device: str | torch.device = "auto", **kwargs: Any) -> Any:
+    """The ready predictor of ``source``: a shipped model name (``speechattn models`` lists them),
+    a model file (``speechattn export``) or a run folder (``speechattn train``), on ``device``.
+    ``kwargs`` go to the predictor's loader (e.g. ``beam=4`` for a CTC model).
+
+    Returns a :class:`~speechattn.inference.Labeler`, :class:`~speechattn.inference.SpeakerRecognizer`
+    or :class:`~speechattn.inference.Transcriber`, by the model's task.
+    """
+    return predictor_class(model_task(source)).load(source, device=device, **kwargs)
