@@ -2,6 +2,7 @@
 #
 #   make train    install (once), fetch the corpora if the data root lacks them, train recipes/speaker.yaml
 #   make test     install (once), run the test suite
+#   make models   install (once), retrain the shipped models from scratch and export them into the package
 #   make bench    attention and encoder benchmarks
 #
 # Variables: SPEECHATTN_DATA (data root; default ../shared/data when that folder exists, else
@@ -24,12 +25,16 @@ TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 SPEECHOCEAN762_CHECKSUM ?= --no-verify
 
-.PHONY: help install train test bench
+MODELS ?=
+MODELS_ARGS ?=
+
+.PHONY: help install train test bench models
 
 help:
 	@echo "make train   install, prepare the data if missing, train $(RECIPE)"
 	@echo "make test    install, run the tests"
 	@echo "make bench   run the attention and encoder benchmarks"
+	@echo "make models  retrain the shipped models (vad, speaker, phones) and export them into the package"
 	@echo "data root:   SPEECHATTN_DATA=$(SPEECHATTN_DATA)"
 
 install: .install.stamp
@@ -50,6 +55,14 @@ train: install
 
 test: install
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+# The models shipped in the package (recipes/models.yaml): each trained from scratch into
+# runs/models/NAME, timed, and exported to speechattn/models/pretrained/NAME.safetensors.
+models: install
+	@if [ ! -d "$(SPEECHATTN_DATA)/speechocean762" ]; then $(SPEECHATTN) data prepare speechocean762 \
+		$(if $(filter --no-verify,$(SPEECHOCEAN762_CHECKSUM)),--no-verify,$(if $(SPEECHOCEAN762_CHECKSUM),--checksum $(SPEECHOCEAN762_CHECKSUM))); fi
+	@if [ ! -d "$(SPEECHATTN_DATA)/noise" ]; then $(SPEECHATTN) data prepare noise; fi
+	$(PYTHON) benchmarks/train_models.py $(MODELS_ARGS) $(MODELS)
 
 bench: install
 	$(PYTHON) benchmarks/attention.py

@@ -164,13 +164,31 @@ def reliability() -> list[list[str]]:
     return rows
 
 
+def shipped() -> list[list[str]]:
+    """One row per model shipped in the package (benchmarks/train_models.py: `make models`)."""
+    name = "models.json"
+    models = load(name)["models"]
+    parity = load("model_parity.json")["models"]
+    rows = []
+    shown = {"speaker": ("EER %", "eer", "{:.2f}"), "labeling": ("frame F1 (simulated)", "f1", "{:.3f}"),
+             "frame_labels": ("frame F1 (simulated)", "f1", "{:.3f}"), "ctc": ("PER %", "per", "{:.1f}")}
+    for model, r in models.items():
+        label, key, form = shown[r["task"]]
+        size = f"{r['bytes'] / 1e6:.1f} MB fp16"
+        value = form.format(parity[model]["float16"][key]) if model in parity else form.format(r["dev"][key])
+        ref = f"fp32 {form.format(parity[model]['float32'][key])}" if model in parity else "—"
+        rows.append([f"Shipped model `{model}` ({size})", label, "dev†", f"{value} (1 run)", ref, "9",
+                     wall_of(f"model_{model}"), f"{name}, model_parity.json"])
+    return rows
+
+
 HEADER = ["Task", "Metric", "Split", "Ours", "Baseline, same run", "Cmd", "Wall", "JSON in benchmarks/results/"]
 
 
 def print_table() -> None:
     print("| " + " | ".join(HEADER) + " |")
     print("|" + "|".join("---" for _ in HEADER) + "|")
-    for row in [*speaker(), *fsdd(), *vad(), *attention(), *encoder(), *shards(), *reliability()]:
+    for row in [*shipped(), *speaker(), *fsdd(), *vad(), *attention(), *encoder(), *shards(), *reliability()]:
         print("| " + " | ".join(row) + " |")
 
 
