@@ -21,13 +21,12 @@ __all__ = ["models", "export", "metric_summary"]
 _SHOWN = {
     "eer": ("EER", "{:.2f} %", 1.0),
     "min_dcf": ("minDCF", "{:.3f}", 1.0),
-    "accuracy_top1": ("top-1", "{:.1f} %", 1.0),
     "f1": ("F1", "{:.3f}", 1.0),
     "precision": ("precision", "{:.3f}", 1.0),
     "recall": ("recall", "{:.3f}", 1.0),
-    "per": ("PER", "{:.1f} %", 1.0),
-    "cer": ("CER", "{:.1f} %", 1.0),
-    "wer": ("WER", "{:.1f} %", 1.0),
+    "per": ("PER", "{:.1f} %", 100.0),  # error rates are stored as fractions
+    "cer": ("CER", "{:.1f} %", 100.0),
+    "wer": ("WER", "{:.1f} %", 100.0),
 }
 
 
