@@ -46,7 +46,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="shipped models (default: all)")
     parser.add_argument("--json", default=None, help="output JSON (default benchmarks/out/model_parity.json)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: one per core)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from speechattn.inference import export_model
     from speechattn.models.modelfile import read_model_file
     from speechattn.models.pretrained import shipped_models
