@@ -170,13 +170,14 @@ def shipped() -> list[list[str]]:
     models = load(name)["models"]
     parity = load("model_parity.json")["models"]
     rows = []
-    shown = {"speaker": ("EER %", "eer", "{:.2f}"), "labeling": ("frame F1 (simulated)", "f1", "{:.3f}"),
-             "frame_labels": ("frame F1 (simulated)", "f1", "{:.3f}"), "ctc": ("PER %", "per", "{:.1f}")}
+    # task -> (metric, key, format, scale): PER is stored as a fraction, EER in percent
+    shown = {"speaker": ("EER %", "eer", "{:.2f}", 1), "labeling": ("frame F1 (simulated)", "f1", "{:.3f}", 1),
+             "frame_labels": ("frame F1 (simulated)", "f1", "{:.3f}", 1), "ctc": ("PER %", "per", "{:.1f}", 100)}
     for model, r in models.items():
-        label, key, form = shown[r["task"]]
+        label, key, form, scale = shown[r["task"]]
         size = f"{r['bytes'] / 1e6:.1f} MB fp16"
-        value = form.format(parity[model]["float16"][key]) if model in parity else form.format(r["dev"][key])
-        ref = f"fp32 {form.format(parity[model]['float32'][key])}" if model in parity else "—"
+        value = form.format(scale * (parity[model]["float16"] if model in parity else r["dev"])[key])
+        ref = f"fp32 {form.format(scale * parity[model]['float32'][key])}" if model in parity else "—"
         rows.append([f"Shipped model `{model}` ({size})", label, "dev†", f"{value} (1 run)", ref, "9",
                      wall_of(f"model_{model}"), f"{name}, model_parity.json"])
     return rows
