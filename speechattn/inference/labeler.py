@@ -113,7 +113,7 @@ class Labeler(RunPredictor):
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], device: str | torch.device = "auto") -> "Labeler":
-        """Load ``RUN_DIR`` (config.yaml, model.safetensors) of a ``frame_labels`` run onto
+        """Load ``RUN_DIR`` (config.yaml, model.safetensors) of a ``labeling`` run onto
         ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
 
         Raises:
@@ -121,7 +121,7 @@ class Labeler(RunPredictor):
             or mismatched weights or metadata; FileNotFoundError: not a trained run.
         """
         dev = resolve_device(device)
-        run = load_run_model(run_dir, "frame_labels", "frame-labeling model", required=("classes", "grid"))
+        run = load_run_model(run_dir, "labeling", "frame-labeling model", required=("classes", "grid"))
         with run.reading_info():
             if not isinstance(run.info["classes"], list) or not run.info["classes"]:
                 raise ValueError(f"'classes' is {run.info['classes']!r}, not a list of class names")

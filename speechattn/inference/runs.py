@@ -31,6 +31,7 @@ from speechattn.models.files import (
     load_weights_into,
 )
 from speechattn.recipes import load_task_recipe
+from speechattn.recipes.registry import same_task
 from speechattn.utils.device import autocast, resolve_device, resolve_precision
 from speechattn.utils.messages import one_line
 
@@ -100,13 +101,13 @@ def load_run_model(run_dir: str | os.PathLike[str], task: str, what: str, requir
     """
     run_dir = Path(run_dir)
     recipe = load_run_recipe(run_dir)
-    if recipe.task != task:
+    if not same_task(recipe.task, task):  # an alias names the same task (old run folders)
         raise ValueError(f"{run_dir}: a {recipe.task!r} run, not a {what}")
     weights = run_dir / MODEL_FILE
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: no trained weights (training has not reached its first evaluation)")
     tensors, info, info_path = load_model(run_dir)
-    if info.get("task", task) != task:
+    if not same_task(info.get("task", task), task):
         raise ModelFileError(f"{info_path}: metadata of a {info['task']!r} model, but the run is a {task!r} run")
     for key in required:
         if key not in info:
