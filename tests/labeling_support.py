@@ -16,7 +16,7 @@ from speechattn.data.labels import Segment, write_rttm, write_textgrid
 from speechattn.data.vad_sim import endpoint
 
 #: A seconds-long model: 1 layer of width 32 on 40 mel bins, 40 ms frames.
-TINY_RECIPE = """task: frame_labels
+TINY_RECIPE = """task: labeling
 data:
   train: {train}
   dev: {dev}

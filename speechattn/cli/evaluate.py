@@ -4,7 +4,11 @@
   DET plot;
 - frame-labeling runs: audio + RTTM/TextGrid labels, frame precision / recall / F1 and
   detection error rate;
-- CTC runs: transcribed data, phone or character error rate (and word error rate).
+- CTC runs: transcribed data, phone or character error rate (and word error rate);
+- a run of any other registered task: its evaluator's metrics (:mod:`speechattn.recipes.registry`).
+
+The run's task (its ``config.yaml``) chooses the evaluator in the task registry; a task that is
+not registered is a one-line error.
 
 The metrics are printed as JSON. ``--device`` chooses where the model runs (see
 :func:`speechattn.cli.options.device_option`), ``--threads`` how many CPU threads torch uses.
@@ -25,12 +29,13 @@ from typing import Any, Iterator
 import click
 
 from speechattn.cli.batch import BatchReport
-from speechattn.cli.options import device_option, threads_option
+from speechattn.cli.options import device_option, model_argument, threads_option
 
 __all__ = ["evaluate"]
 
-RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
-_SPEAKER_ONLY = ("trials", "cohort_ref", "det")
+#: The task-specific options, as the evaluator's keyword -> the flag. A run takes those its task's
+#: registry entry lists in ``evaluate_options``; another one is a usage error.
+_TASK_OPTIONS = {"trials": "--trials", "cohort": "--cohort", "det_path": "--det", "beam": "--beam"}
 
 
 class _DropSkipWarnings(logging.Filter):
@@ -53,7 +58,7 @@ def _reporting_skips_ourselves() -> Iterator[None]:
 
 
 @click.command()
-@click.argument("run_dir", type=RUN_DIR)
+@model_argument
 @click.option("--data", "data_ref", required=True,
               help="Data to score: Kaldi dir, CSV/JSONL manifest, audio + label files, or CORPUS:SPLIT "
                    "(paths relative to the data root).")
@@ -66,35 +71,32 @@ def _reporting_skips_ourselves() -> Iterator[None]:
 @device_option
 @threads_option
 @click.pass_context
-def evaluate(ctx: click.Context, run_dir: Path, data_ref: str, trials: Path | None, cohort_ref: str | None,
+def evaluate(ctx: click.Context, model: str, data_ref: str, trials: Path | None, cohort_ref: str | None,
              det: Path | None, beam: int | None, data_root: str | None, device: Any) -> None:
-    """Evaluate a trained run on a data dir."""
-    from speechattn.inference import load_run_recipe
+    """Evaluate a trained run on a data dir.
 
-    task = load_run_recipe(run_dir).task
-    speaker_options = {"--trials": trials, "--cohort": cohort_ref, "--det": det}
-    if task != "speaker":
-        given = [name for name, value in speaker_options.items() if value is not None]
-        if given:
-            raise click.UsageError(f"{', '.join(given)}: only for speaker runs (this is a {task!r} run)")
-    if task != "ctc" and beam is not None:
-        raise click.UsageError(f"--beam: only for ctc runs (this is a {task!r} run)")
+    MODEL is a shipped model name (`speechattn models` lists them), a model file
+    (`speechattn export`) or a run folder (`speechattn train`).
+    """
+    from speechattn.inference import model_task
+    from speechattn.recipes.registry import get_task, task_names
+
+    # An unknown task in the run's config.yaml or the file's header is a one-line UnknownTaskError.
+    entry = get_task(model_task(model))
+    given = {keyword: value for keyword, value in
+             {"trials": trials, "cohort": cohort_ref, "det_path": det, "beam": beam}.items() if value is not None}
+    refused: dict[str, list[str]] = {}  # the tasks that take them -> flags this run's task does not take
+    for keyword in given:
+        if keyword not in entry.evaluate_options:
+            owners = " or ".join(n for n in task_names() if keyword in get_task(n).evaluate_options) or "other"
+            refused.setdefault(owners, []).append(_TASK_OPTIONS[keyword])
+    if refused:
+        problem = "; ".join(f"{', '.join(flags)}: only for {owners} runs" for owners, flags in refused.items())
+        raise click.UsageError(f"{problem} (this is a {entry.name!r} run)")
     report = BatchReport()
     with _reporting_skips_ourselves():
-        if task == "frame_labels":
-            from speechattn.evaluation.labeling import evaluate_run as evaluate_labels
-
-            metrics = evaluate_labels(run_dir, data_ref, data_root=data_root, device=device, on_skip=report.fail)
-        elif task == "ctc":
-            from speechattn.evaluation.ctc import evaluate_run as evaluate_ctc
-
-            metrics = evaluate_ctc(run_dir, data_ref, data_root=data_root, beam=beam, device=device,
-                                   on_skip=report.fail)
-        else:
-            from speechattn.evaluation.speaker import evaluate_run as evaluate_speaker
-
-            metrics = evaluate_speaker(run_dir, data_ref, trials=trials, cohort=cohort_ref, det_path=det,
-                                       data_root=data_root, device=device, on_skip=report.fail)
+        metrics = entry.evaluator_function()(model, data_ref, data_root=data_root, device=device,
+                                             on_skip=report.fail, **given)
     click.echo(json.dumps(metrics, indent=2))
     if report.num_failed:
         count = report.num_failed

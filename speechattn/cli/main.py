@@ -8,9 +8,10 @@
     speechattn train RECIPE [--set KEY=VALUE ...] [--run-dir DIR] [--resume] [--data-root DIR] [--threads N]
 
 Heavy modules (torch, the task code) are imported inside the commands, so ``speechattn
---help`` stays fast. Task modules add their commands (``evaluate``, ``embed``, ``verify``,
-``identify``, ``label``, ``transcribe``) through :data:`TASK_COMMANDS`: a command there is
-imported only when it is run or its own ``--help`` is shown.
+--help`` stays fast. The tasks' commands (``embed``, ``verify``, ``identify``, ``label``,
+``transcribe``: registered with each task in :mod:`speechattn.recipes.registry`) and
+``evaluate`` are in :data:`TASK_COMMANDS`: a command there is imported only when it is run or
+its own ``--help`` is shown.
 
 Errors: expected failures (bad recipes, manifests, audio, missing files, corpus preparation
 and download errors, running out of memory) print one line ``speechattn: error: ...`` and exit
@@ -25,6 +26,7 @@ import json
 import logging
 import sys
 import traceback
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -45,23 +47,49 @@ log = logging.getLogger("speechattn.cli")
 
 # ----------------------------------------------------------------------------- task commands
 #
-# Commands that live in task modules, imported only when used:
-#     name -> ("module:attribute", one-line help shown by `speechattn --help`)
-# The attribute is a click.Command. A task module registers its commands by adding a line here
-# (keep the help text equal to the command's own first docstring line):
-#
-TASK_COMMANDS: dict[str, tuple[str, str]] = {
-    # --- speaker recipe (speechattn/cli/speaker.py): ---
-    "embed": ("speechattn.cli.speaker:embed", "Write speaker embeddings of audio files."),
-    "verify": ("speechattn.cli.speaker:verify", "Score whether two recordings share a speaker."),
-    "identify": ("speechattn.cli.speaker:identify", "Name the enrolled speaker of each recording."),
-    # --- frame-labeling task (speechattn/cli/labeling.py): ---
-    "label": ("speechattn.cli.labeling:label", "Label the frames of audio files."),
-    # --- CTC task (speechattn/cli/ctc.py): ---
-    "transcribe": ("speechattn.cli.ctc:transcribe", "Transcribe audio files."),
+# Commands that live in task modules, imported only when used: each task registers its verbs
+# once, in the task registry (speechattn/recipes/registry.py), with the one-line help shown by
+# `speechattn --help`; `evaluate` serves every task.
+
+
+class _TaskCommands(MutableMapping[str, tuple[str, str]]):
+    """name -> ("module:attribute" of a click.Command, one-line help): the commands of every
+    registered task (:func:`speechattn.recipes.registry.task_commands`, read on each use, so a task
+    registered later has its commands too), plus the ones set here (``evaluate``, or a test's)."""
+
+    def __init__(self, own: dict[str, tuple[str, str]]) -> None:
+        self._own = dict(own)
+
+    def _all(self) -> dict[str, tuple[str, str]]:
+        from speechattn.recipes.registry import task_commands
+
+        return {**task_commands(), **self._own}
+
+    def __getitem__(self, name: str) -> tuple[str, str]:
+        return self._all()[name]
+
+    def __setitem__(self, name: str, value: tuple[str, str]) -> None:
+        self._own[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._own:
+            raise KeyError(f"{name!r} is a command of a registered task: unregister the task instead")
+        del self._own[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return f"TASK_COMMANDS({self._all()!r})"
+
+
+TASK_COMMANDS: MutableMapping[str, tuple[str, str]] = _TaskCommands({
     # --- every task (speechattn/cli/evaluate.py): ---
     "evaluate": ("speechattn.cli.evaluate:evaluate", "Evaluate a trained run on a data dir."),
-}
+})
 
 
 # ----------------------------------------------------------------------------- errors

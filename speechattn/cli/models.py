@@ -79,7 +79,8 @@ def models(as_json: bool) -> None:
         click.echo(f"    trained on  {r['data'] or '-'}")
         click.echo(f"    licence     {r['licence'] or '-'}")
         click.echo(f"    dev         {metric_summary(r['dev'])}")
-        test = metric_summary(r["test"]) if r["test"] else "- (no test split was available: dev is also the selection set)"
+        no_test = "- (no test split was available: dev is also the selection set)"
+        test = metric_summary(r["test"]) if r["test"] else no_test
         click.echo(f"    test        {test}")
         click.echo(f"    trained by  {r['command'] or '-'}" + (f"  (commit {r['commit']})" if r["commit"] else ""))
         if r["notes"]:

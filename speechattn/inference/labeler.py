@@ -114,14 +114,15 @@ class Labeler(RunPredictor):
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], device: str | torch.device = "auto") -> "Labeler":
         """Load a frame-labeling model: a shipped model name (``vad``), a model file or a run folder
-        (``config.yaml``, ``model.safetensors``), onto ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
+        (``config.yaml``, ``model.safetensors``), onto ``device`` (``auto``: a CUDA GPU when there
+        is one, else the CPU).
 
         Raises:
             ValueError: a bad device, a run of another task; ModelFileError (a ValueError): corrupt
             or mismatched weights or metadata; FileNotFoundError: not a trained run.
         """
         dev = resolve_device(device)
-        run = load_run_model(run_dir, "frame_labels", "frame-labeling model", required=("classes", "grid"))
+        run = load_run_model(run_dir, "labeling", "frame-labeling model", required=("classes", "grid"))
         with run.reading_info():
             if not isinstance(run.info["classes"], list) or not run.info["classes"]:
                 raise ValueError(f"'classes' is {run.info['classes']!r}, not a list of class names")

@@ -14,7 +14,6 @@ task's predictor class loads it.
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -25,26 +24,14 @@ from speechattn.inference.runs import load_run_recipe
 from speechattn.models.files import MODEL_FILE
 from speechattn.models.modelfile import read_header
 from speechattn.models.pretrained import shipped_model_path, shipped_models
+from speechattn.recipes.registry import get_task, resolve
 
 __all__ = ["load", "model_task", "predictor_class"]
 
-#: task -> its predictor class ("module:attr").
-_PREDICTORS = {
-    "speaker": "speechattn.inference.speaker:SpeakerRecognizer",
-    "labeling": "speechattn.inference.labeler:Labeler",
-    "frame_labels": "speechattn.inference.labeler:Labeler",
-    "ctc": "speechattn.inference.transcriber:Transcriber",
-}
-
-
 def predictor_class(task: str) -> type:
-    """The predictor class of ``task``."""
-    try:
-        target = _PREDICTORS[task]
-    except KeyError:
-        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(_PREDICTORS))}") from None
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    """The predictor class of ``task`` (its entry in :mod:`speechattn.recipes.registry`);
+    an unknown task is a one-line :class:`~speechattn.recipes.registry.UnknownTaskError`."""
+    return resolve(get_task(task).predictor)
 
 
 def model_task(source: str | os.PathLike[str]) -> str:

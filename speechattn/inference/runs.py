@@ -34,11 +34,13 @@ from speechattn.models.files import (
 from speechattn.models.modelfile import ModelCard, ModelFile, ModelHeader, read_model_file
 from speechattn.models.pretrained import shipped_model_path, shipped_models
 from speechattn.recipes import load_task_recipe, recipe_class
-from speechattn.recipes.inference import inference_sections, recipe_from_sections, same_task
+from speechattn.recipes.inference import inference_sections, recipe_from_sections
+from speechattn.recipes.registry import same_task
 from speechattn.utils.device import autocast, resolve_device, resolve_precision
 from speechattn.utils.messages import one_line
 
-__all__ = ["load_run_recipe", "load_run", "load_run_model", "open_model", "run_card", "RunModel", "ModelFileError", "model_device",
+__all__ = ["load_run_recipe", "load_run", "load_run_model", "open_model", "run_card", "RunModel", "ModelFileError",
+           "model_device",
            "prepare_inference", "RunPredictor"]
 
 log = logging.getLogger(__name__)
@@ -137,7 +139,7 @@ def _check_task(run: RunModel, source: Any, task: str, what: str) -> RunModel:
 
 def _from_run_dir(run_dir: Path, task: str, what: str) -> RunModel:
     recipe = load_run_recipe(run_dir)
-    if not same_task(recipe.task, task):
+    if not same_task(recipe.task, task):  # an alias names the same task (old run folders)
         raise ValueError(f"{run_dir}: a {recipe.task!r} run, not a {what}")
     weights = run_dir / MODEL_FILE
     if not weights.exists():

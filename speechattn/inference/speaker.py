@@ -57,7 +57,8 @@ class SpeakerRecognizer(RunPredictor):
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], device: str | torch.device = "auto") -> "SpeakerRecognizer":
         """Load a speaker model: a shipped model name (``speaker``), a model file or a run folder
-        (``config.yaml``, ``model.safetensors``) written by ``speechattn train``, onto ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
+        (``config.yaml``, ``model.safetensors``) written by ``speechattn train``, onto ``device``
+        (``auto``: a CUDA GPU when there is one, else the CPU).
 
         Raises:
             ValueError: a bad device, a run of another task; ModelFileError (a ValueError): corrupt

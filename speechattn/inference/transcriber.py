@@ -107,7 +107,8 @@ class Transcriber(RunPredictor):
     def from_run(cls, run_dir: str | os.PathLike[str], beam: int | None = None,
                  device: str | torch.device = "auto") -> "Transcriber":
         """Load a CTC model: a shipped model name (``phones``), a model file or a run folder
-        (``config.yaml``, ``model.safetensors``), onto ``device`` (``auto``: a CUDA GPU when there is one, else the CPU).
+        (``config.yaml``, ``model.safetensors``), onto ``device`` (``auto``: a CUDA GPU when there
+        is one, else the CPU).
 
         Raises:
             ValueError: a bad device, a run of another task; ModelFileError (a ValueError): corrupt

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from speechattn.recipes.schema import ConfigError, from_dict, to_dict
 
-__all__ = ["TRAINING_SECTIONS", "inference_sections", "recipe_from_sections", "same_task"]
+__all__ = ["TRAINING_SECTIONS", "inference_sections", "recipe_from_sections"]
 
 #: Recipe sections that only training reads.
 TRAINING_SECTIONS = ("task", "data", "train", "augment", "loss")
@@ -33,11 +33,3 @@ def recipe_from_sections(recipe_type: type, sections: Mapping[str, Any], source:
         raise ConfigError(f"a model file holds no training sections, found {extra}", source=source)
     return from_dict(recipe_type, dict(sections), source=source)
 
-
-#: Older spellings of task names, still read from old run folders and model files.
-_TASK_ALIASES = {"frame_labels": "labeling"}
-
-
-def same_task(a: str, b: str) -> bool:
-    """Whether two task names name the same task (an old spelling counts as its new name)."""
-    return _TASK_ALIASES.get(a, a) == _TASK_ALIASES.get(b, b)

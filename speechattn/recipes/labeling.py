@@ -1,4 +1,6 @@
-"""The frame-labeling recipe (``task: frame_labels``, e.g. voice activity): typed blocks validated from YAML."""
+"""The frame-labeling recipe (``task: labeling``, e.g. voice activity): typed blocks validated from YAML.
+
+``task: frame_labels``, the earlier name, is still accepted (see :mod:`speechattn.recipes.registry`)."""
 
 from __future__ import annotations
 
@@ -70,9 +72,9 @@ class LabelEvalConfig:
 
 @dataclass
 class LabelRecipe:
-    """A frame-labeling recipe (``task: frame_labels``)."""
+    """A frame-labeling recipe (``task: labeling``)."""
 
-    task: Literal["frame_labels"] = "frame_labels"
+    task: Literal["labeling"] = "labeling"
     data: LabelDataConfig = field(default_factory=lambda: LabelDataConfig(simulate=VadSimConfig()))
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: LabelModelConfig = field(default_factory=LabelModelConfig)

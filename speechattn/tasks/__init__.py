@@ -2,7 +2,8 @@
 training step for the shared trainer (:mod:`speechattn.training.trainer`).
 
 ``train_recipe`` reads a recipe's ``task:`` key, validates the whole file into that task's
-recipe class, and runs the trainer in a run directory.
+recipe class, builds the training task the task registry names for it
+(:mod:`speechattn.recipes.registry`) and runs the trainer in a run directory.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def train_recipe(
     prepares the data (feature caches) while the others wait, then they read it.
     """
     from speechattn.recipes import load_task_recipe
+    from speechattn.recipes.registry import get_task
     from speechattn.recipes.schema import save_recipe
     from speechattn.training.trainer import Trainer, _device_for, seed_everything
     from speechattn.utils import distributed
@@ -73,20 +75,7 @@ def train_recipe(
     # The task initializes its model from the global RNG: seed it first, so that train.seed fixes
     # the initial weights too (the trainer seeds again before the first step).
     seed_everything(recipe.train.seed)
-    if recipe.task == "speaker":
-        from speechattn.tasks.speaker import SpeakerTask
-
-        task = SpeakerTask(recipe, progress=progress if main else False)
-    elif recipe.task == "frame_labels":
-        from speechattn.tasks.labeling import LabelTask
-
-        task = LabelTask(recipe, progress=progress if main else False)
-    elif recipe.task == "ctc":
-        from speechattn.tasks.ctc import CTCTask
-
-        task = CTCTask(recipe, progress=progress if main else False)
-    else:  # pragma: no cover - guarded by load_task_recipe
-        raise ValueError(f"unknown task {recipe.task!r}")
+    task = get_task(recipe.task).training_class()(recipe, progress=progress if main else False)
     if main:
         distributed.barrier()
         log.info("training %s in %s", recipe_path, out)

@@ -1,4 +1,4 @@
-"""Frame labeling: the training task (``task: frame_labels``; recipe: :mod:`speechattn.recipes.labeling`; metrics of a trained run: :mod:`speechattn.evaluation.labeling`).
+"""Frame labeling: the training task (``task: labeling``; recipe: :mod:`speechattn.recipes.labeling`; metrics of a trained run: :mod:`speechattn.evaluation.labeling`).
 
 A frame labeler classifies every output frame of the encoder: one class or none per frame
 (``model.mode: single``, softmax) or any subset of classes (``multi``, sigmoid; overlapping
@@ -248,7 +248,7 @@ class LabelTask:
         save_model(
             self.model,
             {
-                "task": "frame_labels",
+                "task": "labeling",
                 "classes": self.classes,
                 "mode": self.recipe.model.mode,
                 "grid": self.grid.to_dict(),

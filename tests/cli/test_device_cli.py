@@ -24,7 +24,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("device_runs")
     wav = base / "a.wav"
     save_audio(wav, 0.1 * torch.randn(16000, generator=torch.Generator().manual_seed(0)), 16000)
-    return {task: write_untrained_run(base / task, task) for task in ("frame_labels", "ctc", "speaker")}, wav
+    return {task: write_untrained_run(base / task, task) for task in ("labeling", "ctc", "speaker")}, wav
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -33,7 +33,7 @@ def test_every_inference_command_has_a_device_option(command):
     assert res.exit_code == 0 and "--device" in res.output and "cuda:N" in res.output
 
 
-@pytest.mark.parametrize(("task", "command"), [("frame_labels", "label"), ("ctc", "transcribe"), ("speaker", "embed")])
+@pytest.mark.parametrize(("task", "command"), [("labeling", "label"), ("ctc", "transcribe"), ("speaker", "embed")])
 def test_device_cpu_runs_and_logs_the_precision_once(runs, task, command):
     run_dirs, wav = runs
     res = _run(command, run_dirs[task], wav, "--device", "cpu")
@@ -59,7 +59,7 @@ def test_a_bad_or_missing_device_is_a_one_line_error(runs, command, device):
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     run_dirs, wav = runs
-    run_dir = run_dirs["ctc" if command == "transcribe" else "frame_labels" if command == "label" else "speaker"]
+    run_dir = run_dirs["ctc" if command == "transcribe" else "labeling" if command == "label" else "speaker"]
     args = {"verify": [wav, wav], "identify": [wav, "--enroll", wav.parent], "evaluate": ["--data", wav.parent]}
     res = _run(command, run_dir, *args.get(command, [wav]), "--device", device)
     assert res.exit_code == 2, res.output

@@ -84,7 +84,7 @@ def test_recipes_validate_and_reject_bad_data_blocks(tmp_path):
     assert isinstance(recipe, LabelRecipe) and recipe.data.simulate is not None
     assert recipe.data.simulate.snr_db == (-5.0, 20.0)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("task: frame_labels\ndata:\n  train: a\n")
+    bad.write_text("task: labeling\ndata:\n  train: a\n")
     with pytest.raises(ConfigError, match="data.train and data.dev"):
         load_task_recipe(bad)
     with pytest.raises(ConfigError, match="leave data.train and data.dev unset"):

@@ -30,12 +30,12 @@ from speechattn.models.files import ModelFileError, load_model, load_weights, sa
 from speechattn.training.checkpoint import CheckpointError, load_state, save_state
 from tests.utils.test_device import write_untrained_run
 
-TASKS = ("speaker", "frame_labels", "ctc")
-WHAT = {"speaker": "speaker model", "frame_labels": "frame-labeling model", "ctc": "CTC model"}
+TASKS = ("speaker", "labeling", "ctc")
+WHAT = {"speaker": "speaker model", "labeling": "frame-labeling model", "ctc": "CTC model"}
 
 
 def _from_run(task: str, run_dir: Path) -> Any:
-    if task == "frame_labels":
+    if task == "labeling":
         from speechattn.inference import Labeler
 
         return Labeler.from_run(run_dir, device="cpu")
@@ -257,7 +257,7 @@ def test_bad_model_files_are_one_line_cli_errors(legacy_runs, tmp_path):
     weights[name] = torch.zeros(1, 1)
     save_model(weights, _legacy_info(run_dir, "speaker"), run_dir)
     cases[("embed", run_dir)] = f"tensor {name!r} has shape (1, 1)"
-    run_dir = _copy_run(legacy_runs["frame_labels"], tmp_path / "json")
+    run_dir = _copy_run(legacy_runs["labeling"], tmp_path / "json")
     (run_dir / "model.json").write_text("[1, 2")
     cases[("label", run_dir)] = f"{run_dir / 'model.json'}: corrupt model metadata"
     run_dir = _copy_run(legacy_runs["ctc"], tmp_path / "header")

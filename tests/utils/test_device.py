@@ -110,7 +110,7 @@ TINY_ENCODER = {"d_model": 32, "num_heads": 2, "num_layers": 1, "ffn_dim": 64, "
 
 def write_untrained_run(run_dir: Path, task: str, precision: str = "bf16") -> Path:
     """A run folder (config.yaml saying ``train.precision: PRECISION``, model.safetensors,
-    model.json) of an untrained tiny model of ``task`` (``frame_labels``, ``ctc``, ``speaker``)."""
+    model.json) of an untrained tiny model of ``task`` (``labeling``, ``ctc``, ``speaker``)."""
     from speechattn.models.files import save_weights
     from speechattn.nn.encoder import EncoderConfig
     from speechattn.recipes.schema import save_recipe
@@ -119,7 +119,7 @@ def write_untrained_run(run_dir: Path, task: str, precision: str = "bf16") -> Pa
 
     torch.manual_seed(0)
     train = TrainConfig(precision=precision)  # type: ignore[arg-type]
-    if task == "frame_labels":
+    if task == "labeling":
         from speechattn.recipes.builders import build_labeler, output_grid
         from speechattn.recipes.labeling import LabelModelConfig, LabelRecipe
 
@@ -156,7 +156,7 @@ def write_untrained_run(run_dir: Path, task: str, precision: str = "bf16") -> Pa
 
 
 def _load(task: str, run_dir: Path, device: Any = "auto") -> Any:
-    if task == "frame_labels":
+    if task == "labeling":
         from speechattn.inference import Labeler
 
         return Labeler.from_run(run_dir, device=device)
@@ -170,7 +170,7 @@ def _load(task: str, run_dir: Path, device: Any = "auto") -> Any:
 
 
 def _run_once(task: str, model: Any, wave: torch.Tensor) -> Any:
-    if task == "frame_labels":
+    if task == "labeling":
         return model.label_waveform(wave, 16000)
     if task == "ctc":
         return model.transcribe_waveform(wave, 16000)
@@ -181,7 +181,7 @@ def _network(task: str, model: Any) -> torch.nn.Module:
     return model.embedder if task == "speaker" else model.model
 
 
-TASKS = ["frame_labels", "ctc", "speaker"]
+TASKS = ["labeling", "ctc", "speaker"]
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -211,7 +211,7 @@ def test_a_bf16_trained_run_runs_in_the_precision_of_the_hardware(tmp_path, monk
         assert all(enabled and dtype == torch.bfloat16 for enabled, dtype in seen)
     if task == "speaker":
         assert out.dtype == torch.float32 and out.device == CPU
-    elif task == "frame_labels":
+    elif task == "labeling":
         assert out.posteriors.dtype == np.float32
 
 
@@ -231,8 +231,8 @@ def test_streaming_file_outputs_on_the_model_device(tmp_path, monkeypatch):
     from speechattn.audio import save_audio
 
     monkeypatch.setattr(devmod, "cpu_has_native_bf16", lambda: False)
-    run_dir = write_untrained_run(tmp_path / "run", "frame_labels")
-    labeler = _load("frame_labels", run_dir, device="cpu")
+    run_dir = write_untrained_run(tmp_path / "run", "labeling")
+    labeler = _load("labeling", run_dir, device="cpu")
     wave = 0.1 * torch.randn(3 * 16000, generator=torch.Generator().manual_seed(2))
     save_audio(tmp_path / "a.wav", wave, 16000, subtype="FLOAT")
     labeler.block_seconds = 0.7
@@ -268,7 +268,7 @@ def test_inference_on_cuda_matches_the_cpu(tmp_path, task):
     assert gpu.device.type == "cuda" and next(_network(task, gpu).parameters()).is_cuda
     a, b = _run_once(task, cpu, wave), _run_once(task, gpu, wave)
     tol = 0.1 if gpu.run_precision == "bf16" else 1e-3
-    if task == "frame_labels":
+    if task == "labeling":
         assert np.abs(a.posteriors - b.posteriors).max() < tol
     elif task == "speaker":
         assert b.device == CPU and torch.nn.functional.cosine_similarity(a, b, dim=0) > 1 - tol
