@@ -60,7 +60,7 @@ def _reporting_skips_ourselves() -> Iterator[None]:
 @click.option("--trials", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Speaker runs: trial list (enroll_id test_id target|nontarget); default: all pairs.")
 @click.option("--cohort", "cohort_ref", default=None, help="Speaker runs: data whose speaker means form the AS-Norm cohort.")
-@click.option("--det", type=click.Path(dir_okay=False, path_type=Path), help="Speaker runs: write a DET-curve PNG here.")
+@click.option("--det", type=click.Path(dir_okay=False, path_type=Path), help="Speaker runs: write a DET-curve PNG here (needs matplotlib: pip install 'speechattn[train]').")
 @click.option("--beam", type=click.IntRange(min=1), default=None, help="CTC runs: beam (1: greedy); default: the recipe's.")
 @click.option("--data-root", default=None, help="Data root (default: SPEECHATTN_DATA or ./data).")
 @device_option
@@ -79,6 +79,10 @@ def evaluate(ctx: click.Context, run_dir: Path, data_ref: str, trials: Path | No
             raise click.UsageError(f"{', '.join(given)}: only for speaker runs (this is a {task!r} run)")
     if task != "ctc" and beam is not None:
         raise click.UsageError(f"--beam: only for ctc runs (this is a {task!r} run)")
+    if det is not None:
+        from speechattn.utils.extras import require
+
+        require("matplotlib", "--det")  # before any work: one line naming the extra
     report = BatchReport()
     with _reporting_skips_ourselves():
         if task == "frame_labels":

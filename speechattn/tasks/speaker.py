@@ -37,6 +37,7 @@ from speechattn.nn.losses import build_loss
 from speechattn.recipes.builders import build_embedder
 from speechattn.recipes.speaker import SpeakerRecipe
 from speechattn.utils.distributed import rank_world
+from speechattn.utils.extras import MissingExtraError
 from speechattn.utils.paths import data_root as resolve_data_root
 
 __all__ = ["SpeakerTask"]
@@ -123,6 +124,7 @@ class SpeakerTask:
         #: where training_step and evaluate run (the trainer sets it).
         self.device = torch.device("cpu")
         self.last_eval: dict[str, Any] = {}
+        self._det_plot = True  # False once matplotlib was found missing (warned once)
 
     # ----------------------------------------------------------------- data
     def _open_shards(self, reference: str, dev_manifest: Manifest) -> ShardDataset:
@@ -275,9 +277,13 @@ class SpeakerTask:
             },
             run_dir,
         )
-        if self.last_eval:
-            plot_det(self.last_eval["scores"], self.last_eval["labels"], run_dir / "det.png",
-                     title=f"dev DET (EER {metrics['eer']:.2f}%)")
+        if self.last_eval and self._det_plot:
+            try:
+                plot_det(self.last_eval["scores"], self.last_eval["labels"], run_dir / "det.png",
+                         title=f"dev DET (EER {metrics['eer']:.2f}%)")
+            except MissingExtraError as exc:  # matplotlib comes with speechattn[train]; the model is saved
+                log.warning("%s; no det.png", exc)
+                self._det_plot = False
 
 
 def _spread_subset(manifest: Manifest, count: int) -> Manifest:
