@@ -41,7 +41,9 @@ install: .install.stamp
 
 # Redone when pyproject.toml or speechattn/__init__.py is newer than the stamp (an editable
 # install records whether `speechattn` was a regular or a namespace package when installed).
-# torch 2.14.1 is pinned with the torchaudio build that matches it (2.11.0).
+# torch 2.14.1 is pinned with the torchaudio build that matches it (2.11.0). `.[dev]` is every
+# extra (train: tensorboard, webdataset, matplotlib) and the test tools; a plain
+# `pip install speechattn` is inference only.
 .install.stamp: pyproject.toml $(wildcard speechattn/__init__.py)
 	$(PYTHON) -m pip install torch==2.14.1 torchaudio==2.11.0
 	$(PYTHON) -m pip install -e ".[dev]"

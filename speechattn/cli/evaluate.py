@@ -65,7 +65,7 @@ def _reporting_skips_ourselves() -> Iterator[None]:
 @click.option("--trials", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Speaker runs: trial list (enroll_id test_id target|nontarget); default: all pairs.")
 @click.option("--cohort", "cohort_ref", default=None, help="Speaker runs: data whose speaker means form the AS-Norm cohort.")
-@click.option("--det", type=click.Path(dir_okay=False, path_type=Path), help="Speaker runs: write a DET-curve PNG here.")
+@click.option("--det", type=click.Path(dir_okay=False, path_type=Path), help="Speaker runs: write a DET-curve PNG here (needs matplotlib: pip install 'speechattn[train]').")
 @click.option("--beam", type=click.IntRange(min=1), default=None, help="CTC runs: beam (1: greedy); default: the recipe's.")
 @click.option("--data-root", default=None, help="Data root (default: SPEECHATTN_DATA or ./data).")
 @device_option
@@ -93,6 +93,10 @@ def evaluate(ctx: click.Context, model: str, data_ref: str, trials: Path | None,
     if refused:
         problem = "; ".join(f"{', '.join(flags)}: only for {owners} runs" for owners, flags in refused.items())
         raise click.UsageError(f"{problem} (this is a {entry.name!r} run)")
+    if det is not None:
+        from speechattn.utils.extras import require
+
+        require("matplotlib", "--det")  # before any work: one line naming the extra
     report = BatchReport()
     with _reporting_skips_ourselves():
         metrics = entry.evaluator_function()(model, data_ref, data_root=data_root, device=device,

@@ -16,6 +16,7 @@ import click
 
 from speechattn.cli.batch import run_per_file
 from speechattn.cli.options import device_option, model_argument, threads_option
+from speechattn.utils.extras import require
 
 __all__ = ["label", "FORMATS"]
 
@@ -69,7 +70,8 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
                    "default: print to stdout.")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="rttm", show_default=True,
               help="Output format (textgrid needs -o).")
-@click.option("--plot", is_flag=True, help="Also write NAME.png: waveform, posteriors and labels (needs -o).")
+@click.option("--plot", is_flag=True, help="Also write NAME.png: waveform, posteriors and labels (needs -o, and matplotlib: "
+                   "pip install 'speechattn[train]').")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @device_option
 @threads_option
@@ -85,6 +87,8 @@ def label(ctx: click.Context, model: str, inputs: tuple[str, ...], out_dir: Path
 
     if out_dir is None and (fmt == "textgrid" or plot):
         raise click.UsageError(f"{'--plot' if plot else '--format textgrid'} writes files: give -o DIR")
+    if plot:
+        require("matplotlib", "--plot")  # before any work: one line naming the extra
     labeler = Labeler.load(model, device=device)
 
     def emit(name: str, path: Path, result: Any, first: bool) -> None:

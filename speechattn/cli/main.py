@@ -34,6 +34,7 @@ import click
 
 from speechattn.cli.batch import file_error_message, is_memory_error
 from speechattn.cli.options import threads_option
+from speechattn.utils.extras import MissingExtraError
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "TASK_COMMANDS", "main"]
 
@@ -98,11 +99,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     """Exception types shown as one line with exit status 2.
 
     ``ValueError`` covers ConfigError, ManifestError and AudioError; ``OSError`` covers
-    FileNotFoundError and permission / disk errors. PrepareError (corpus preparation and its
+    FileNotFoundError and permission / disk errors; MissingExtraError is an optional dependency
+    that is not installed (``--plot needs matplotlib: pip install 'speechattn[train]'``). PrepareError (corpus preparation and its
     download and checksum errors) is a RuntimeError and is listed by name; the data package is
     imported only if a command already loaded it.
     """
-    kinds: list[type[BaseException]] = [ValueError, OSError, MemoryError]
+    kinds: list[type[BaseException]] = [ValueError, OSError, MemoryError, MissingExtraError]
     corpora = sys.modules.get("speechattn.data.corpora")
     if corpora is not None:
         kinds.append(corpora.PrepareError)

@@ -9,11 +9,14 @@ Prepared layouts (what ``/work/shared/data`` holds, and what
 :func:`speechattn.data.prepare.prepare_corpus` produces):
 
 ``speechocean762/``
-    ``train/`` and ``dev/`` Kaldi data dirs (``wav.scp`` with paths relative to
-    ``speechocean762/``, ``utt2spk``, ``text``, ``spk2gender``, ``spk2age``),
+    ``train/``, ``dev/`` and ``test/`` Kaldi data dirs (``wav.scp`` with paths relative
+    to ``speechocean762/``, ``utt2spk``, ``text``, ``spk2gender``, ``spk2age``),
     ``audio/SPEAKERxxxx/<utt>.ogg`` and ``lexicon.txt`` (``WORD<TAB>PHONES``).
     ``train/`` is the corpus's train set as is; ``dev/`` is half of the corpus's
-    test speakers, chosen by :func:`select_dev_speakers`.
+    test speakers, chosen by :func:`select_dev_speakers` (for model selection, early
+    stopping, thresholds); ``test/`` is the other half (reported only: a recipe's
+    ``data.test``). A prepared copy imported with ``--from`` keeps what it has: the
+    reference copy (``/work/shared/data``) has only ``train/`` and ``dev/``.
 ``fsdd/``
     ``recordings/DIGIT_SPEAKER_INDEX.wav`` (8 kHz WAV, copied unchanged).
 ``noise/``
@@ -225,7 +228,8 @@ def convert_speechocean762(src: Path, dest: Path, *, audio_format: str = "ogg") 
     archive: ``WAVE/SPEAKERxxxx/*.WAV``, ``train/`` and ``test/`` Kaldi dirs
     (``wav.scp`` paths relative to the release folder) and
     ``resource/lexicon.txt``. ``train/`` is kept whole; ``dev/`` holds the test
-    speakers chosen by :func:`select_dev_speakers`. Audio of train and dev is
+    speakers chosen by :func:`select_dev_speakers` and ``test/`` the other test
+    speakers (disjoint halves of the release's test set). Audio of every split is
     re-encoded to ``audio/SPEAKERxxxx/<utt>.<audio_format>`` (``ogg`` Vorbis
     q0.5 as in the reference copy, ``flac``, or ``wav`` copied unchanged).
     The source is only read.
@@ -247,16 +251,18 @@ def convert_speechocean762(src: Path, dest: Path, *, audio_format: str = "ogg") 
         raise PrepareError(f"{top / 'test' / 'spk2gender'}: no gender for test speakers {missing[:5]}")
     ages = {s: int(a) for s, a in ages_raw.items() if a.isdigit()}
     dev_speakers = set(select_dev_speakers({s: genders[s] for s in test_speakers}, ages))
+    held_out = test_speakers - dev_speakers  # test/: the half no choice ever sees
 
     ext = {"ogg": "ogg", "flac": "flac", "wav": "wav"}.get(audio_format)
     if ext is None:
         raise ValueError(f"unknown audio format {audio_format!r} (expected 'ogg', 'flac' or 'wav')")
 
     jobs: list[tuple[Path, Path]] = []
-    for split, manifest, keep in (("train", splits["train"], None), ("dev", test, dev_speakers)):
+    for split, manifest, keep in (("train", splits["train"], None), ("dev", test, dev_speakers),
+                                  ("test", test, held_out)):
         utts = sorted((u for u in manifest if keep is None or u.speaker in keep), key=lambda u: u.id)
         speakers = sorted({u.speaker for u in utts if u.speaker is not None})
-        spk_dir = top / ("test" if split == "dev" else split)
+        spk_dir = top / ("train" if split == "train" else "test")
         g = _speaker_table(spk_dir / "spk2gender", set(speakers))
         a = _speaker_table(spk_dir / "spk2age", set(speakers))
         rel = {u.id: f"audio/{u.path.parent.name}/{u.path.stem}.{ext}" for u in utts}
@@ -383,7 +389,7 @@ CORPORA: dict[str, Corpus] = {
         # checked whenever the download is verified.
         checksum=None,
         size=520810923,
-        description="read English by Mandarin L1 speakers, word transcripts (train 125 spk, dev 63 spk)",
+        description="read English by Mandarin L1 speakers, word transcripts (train 125 spk, dev 63 spk, test 62 spk)",
         license="CC BY 4.0",
         homepage="https://www.openslr.org/101/",
         download_size="521 MB",

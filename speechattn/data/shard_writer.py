@@ -25,6 +25,7 @@ from speechattn.data.shards import (
     ShardInfo,
     feature_dict,
 )
+from speechattn.utils.extras import require
 from speechattn.utils.files import atomic_write
 
 __all__ = ["ShardSink", "write_shards"]
@@ -66,8 +67,7 @@ class ShardSink:
         dtype: str = "float16",
         source: str | None = None,
     ) -> None:
-        import webdataset as wds
-
+        wds = require("webdataset", "writing feature shards (speechattn data shard)")
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
         if dtype not in STORAGE_DTYPES:

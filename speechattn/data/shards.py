@@ -4,7 +4,8 @@ The in-memory path (:mod:`speechattn.data.featcache`) holds every training utter
 features in RAM. For larger corpora, ``speechattn data shard`` writes the features once into
 `webdataset <https://github.com/webdataset/webdataset>`_ tar shards, and training streams them
 back through a ``torch.utils.data.DataLoader`` with worker processes, so memory is bounded by the
-shuffle buffer and the prefetched batches, whatever the corpus size.
+shuffle buffer and the prefetched batches, whatever the corpus size. Writing and reading shards
+needs ``webdataset`` (``pip install 'speechattn[train]'``).
 
 A shard folder holds:
 
@@ -56,6 +57,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from speechattn.audio import FeatureConfig
 from speechattn.data.augment import random_crop
 from speechattn.data.featcache import frontend_versions
+from speechattn.utils.extras import require
 
 __all__ = [
     "INDEX_NAME",
@@ -260,7 +262,7 @@ def epoch_plan(
 
 def _read_pieces(urls: Sequence[str], pieces: Iterable[tuple[int, int, int]]) -> Iterator[dict[str, Any]]:
     """The raw webdataset samples of each (shard, start, stop) piece, in order."""
-    import webdataset as wds
+    wds = require("webdataset", "reading feature shards")
 
     for shard, start, stop in pieces:
         samples = wds.tarfile_to_samples()(iter([{"url": urls[shard]}]))
@@ -303,6 +305,7 @@ class ShardDataset(IterableDataset):
         world: int | None = None,
     ) -> None:
         super().__init__()
+        require("webdataset", "training on feature shards (data.train_shards)")  # here: not in a worker
         if crop_frames < 1 or batch_size < 1 or shuffle_buffer < 1:
             raise ValueError("crop_frames, batch_size and shuffle_buffer must be >= 1")
         self.urls = index.urls
@@ -342,8 +345,7 @@ class ShardDataset(IterableDataset):
         return random_crop(feats, self.crop_frames, gen).clone(), self.speaker_ids[meta["speaker"]]
 
     def __iter__(self) -> Iterator[tuple[Tensor, int]]:
-        import webdataset as wds
-
+        wds = require("webdataset", "reading feature shards")
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         pieces = epoch_plan(self.counts, self.batch_size, self.seed, self.epoch, self.rank, self.world, worker,

@@ -198,9 +198,13 @@ def plot_labels(
     title: str | None = None,
 ) -> Path:
     """Write a PNG: waveform envelope (or nothing if the result has none), class posteriors, the
-    segments of each class and, if given, reference segments below them."""
-    import matplotlib
+    segments of each class and, if given, reference segments below them.
 
+    Needs matplotlib (``pip install 'speechattn[train]'``; else
+    :class:`~speechattn.utils.extras.MissingExtraError`)."""
+    from speechattn.utils.extras import require
+
+    matplotlib = require("matplotlib", "plot_labels")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from speechattn.metrics.verification import eer_from_rates, error_rates, min_dcf_from_rates, target_nontarget_scores
+from speechattn.utils.extras import require
 
 __all__ = ["plot_det"]
 
@@ -19,7 +20,8 @@ _DET_TICKS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1
 def plot_det(scores: Any, labels: Any, path: str | os.PathLike[str], title: str | None = None) -> Path:
     """Write a DET plot (miss vs. false-alarm rate on normal-deviate axes) as a PNG.
 
-    Uses matplotlib's Agg canvas directly (no pyplot, no global backend switch); the EER
+    Needs matplotlib (``pip install 'speechattn[train]'``; else
+    :class:`~speechattn.utils.extras.MissingExtraError`). Uses matplotlib's Agg canvas directly (no pyplot, no global backend switch); the EER
     and minDCF (``p_target=0.01``) operating points are marked. Parent folders are created; the
     file is written atomically (an error mid-write leaves no half-written PNG).
 
@@ -32,6 +34,7 @@ def plot_det(scores: Any, labels: Any, path: str | os.PathLike[str], title: str 
     Returns:
         Path: ``path``.
     """
+    require("matplotlib", "plot_det")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

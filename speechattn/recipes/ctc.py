@@ -16,10 +16,18 @@ __all__ = ["CTCDataConfig", "CTCModelConfig", "CTCDecodeConfig", "CTCRecipe"]
 @dataclass
 class CTCDataConfig:
     """Transcribed data. ``train`` / ``dev`` are references under the data root (Kaldi dir with
-    ``text``, CSV or JSONL manifest with a ``text`` column, see :mod:`speechattn.data.splits`)."""
+    ``text``, CSV or JSONL manifest with a ``text`` column, see :mod:`speechattn.data.splits`).
+
+    ``test``: a test set, reported only (default None: dev only). Dev chooses the best
+    checkpoint and early stopping; after training, the best saved model decodes ``test`` once,
+    whole (no ``max_dev_utterances`` cap), and ``metrics.json`` gets ``"test": {...}``. It must
+    exist when given (checked at start), e.g. ``speechocean762/test``, which ``speechattn data
+    prepare speechocean762`` writes from the original release.
+    """
 
     train: str = "speechocean762/train"
     dev: str = "speechocean762/dev"
+    test: str | None = None
     root: str | None = None
     tokens: Literal["phones", "chars"] = "phones"
     #: pronunciation lexicon (under the data root, or absolute) for ``tokens: phones``.

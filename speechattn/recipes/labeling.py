@@ -23,12 +23,21 @@ class LabelDataConfig:
 
     Either ``train`` + ``dev`` (labelled audio) or ``simulate`` (voice activity from
     ``simulate.train_speech`` / ``dev_speech`` and ``simulate.noise``) must be given.
+
+    ``test`` (+ ``test_labels``, as ``dev_labels``): labelled audio reported only (default None:
+    dev only). Dev chooses the best checkpoint and early stopping; after training, the best saved
+    model labels ``test`` once, whole (no ``max_dev_files`` cap), and ``metrics.json`` gets
+    ``"test": {...}``. It must exist when given (checked at start). ``simulate`` makes no test
+    set (the noise recordings are split between train and dev only), so a simulated recipe
+    reports dev only, unless ``test`` names real labelled audio.
     """
 
     train: str | None = None
     dev: str | None = None
+    test: str | None = None
     train_labels: str | None = None
     dev_labels: str | None = None
+    test_labels: str | None = None
     root: str | None = None
     simulate: VadSimConfig | None = None
     classes: list[str] | None = None

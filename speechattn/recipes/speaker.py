@@ -30,10 +30,18 @@ class SpeakerDataConfig:
 
     ``num_workers``: DataLoader worker processes reading the shards (0: read in the training
     process); only used with ``train_shards``.
+
+    ``test``: a test set, reported only (default None: dev only). Dev chooses everything (the
+    best checkpoint, early stopping, the threshold); after training, the best saved model is
+    evaluated once on ``test``, whole (no ``max_dev_utterances`` cap, all-pairs trials:
+    ``trials`` is dev's), and ``metrics.json`` gets ``"test": {...}``. It must exist when
+    given (checked at start), e.g. ``speechocean762/test``, which ``speechattn data prepare
+    speechocean762`` writes from the original release.
     """
 
     train: str = "speechocean762/train"
     dev: str = "speechocean762/dev"
+    test: str | None = None
     root: str | None = None
     noise: str | None = "noise"
     trials: str | None = None

@@ -28,7 +28,7 @@ from speechattn.data.splits import resolve_manifest
 from speechattn.decoding.ctc import CTCHypothesis
 from speechattn.metrics.errors import score_transcripts
 from speechattn.models.ctc import decode_features
-from speechattn.models.files import save_model
+from speechattn.models.files import MODEL_FILE, load_model, load_weights_into, save_model
 from speechattn.recipes.builders import build_ctc_model, output_grid
 from speechattn.recipes.ctc import CTCDataConfig, CTCRecipe
 from speechattn.text import (
@@ -97,6 +97,8 @@ class CTCTask:
         self.extractor = FeatureExtractor(recipe.features)
         train_manifest = _subset(resolve_manifest(cfg.train, self.root), cfg.max_train_utterances)
         dev_manifest = _subset(resolve_manifest(cfg.dev, self.root), cfg.max_dev_utterances)
+        # data.test: reported only (evaluate_test); whole, and resolved now so a bad reference fails at start
+        test_manifest = None if cfg.test is None else resolve_manifest(cfg.test, self.root)
         train_texts, dev_texts = manifest_texts(train_manifest, "train"), manifest_texts(dev_manifest, "dev")
         self.tokenizer = build_tokenizer(cfg, self.root, list(train_texts.values()))
         train_ids = encode_corpus(self.tokenizer, train_texts)
@@ -121,6 +123,21 @@ class CTCTask:
         self.dev_ids = [u.id for u in dev_set.manifest]
         self.dev_feats = dev_set.feats
         self.dev_targets = [dev_ids.ids[u.id] for u in dev_set.manifest]
+        #: ``data.test``'s features and token ids (empty without a test set).
+        self.test_feats: list[Tensor] = []
+        self.test_targets: list[list[int]] = []
+        if test_manifest is not None:
+            test_ids = encode_corpus(self.tokenizer, manifest_texts(test_manifest, "test"))
+            if test_ids.skipped:
+                log.warning("test: %s", test_ids.summary())
+            test_manifest = test_manifest.filter(lambda u: u.id in test_ids.ids)
+            test_set = extract_features(test_manifest, self.extractor, desc="test features", progress=progress)
+            if test_set.failures:
+                log.warning("test: skipped %d unreadable files", len(test_set.failures))
+            if not test_set.feats:
+                raise ValueError("no readable transcribed test audio")
+            self.test_feats = test_set.feats
+            self.test_targets = [test_ids.ids[u.id] for u in test_set.manifest]
         stats = CMVNStats(self.extractor.config.feature_dim)
         for f in self.train_feats:
             stats.update(f)
@@ -212,6 +229,16 @@ class CTCTask:
     def evaluate(self) -> dict[str, float]:
         hyps = self.decode(self.dev_feats)
         return score_transcripts(self.tokenizer, self.dev_targets, [h.tokens for h in hyps])
+
+    def evaluate_test(self, run_dir: Path) -> dict[str, float] | None:
+        """Error rates of the best model saved in ``run_dir`` on ``data.test`` (None without one),
+        as :meth:`evaluate` computes them on dev. Loads the best weights into :attr:`model`."""
+        if not self.test_feats:
+            return None
+        weights, _, _ = load_model(run_dir)
+        load_weights_into(self.model, weights, run_dir / MODEL_FILE)
+        hyps = self.decode(self.test_feats)
+        return score_transcripts(self.tokenizer, self.test_targets, [h.tokens for h in hyps])
 
     def save_best(self, run_dir: Path, metrics: dict[str, float]) -> None:
         grid = output_grid(self.recipe)

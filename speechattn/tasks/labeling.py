@@ -32,7 +32,7 @@ from speechattn.data.labels import frame_targets, segments_to_frames
 from speechattn.data.manifest import Manifest, Utterance
 from speechattn.decoding.segments import decode
 from speechattn.metrics.detection import DetectionCounts
-from speechattn.models.files import save_model
+from speechattn.models.files import MODEL_FILE, load_model, load_weights_into, save_model
 from speechattn.models.labeler import batch_posteriors
 from speechattn.nn.masks import frame_mask
 from speechattn.recipes.builders import build_labeler, output_grid
@@ -100,18 +100,31 @@ class LabelTask:
         self.extractor = FeatureExtractor(recipe.features)
         self.train_items, self.train_feats, failed = _features(train.items, self.extractor, "train features", progress)
         self.dev_items, self.dev_feats, dev_failed = _features(dev.items, self.extractor, "dev features", progress)
-        for name, items, bad in (("train", self.train_items, failed), ("dev", self.dev_items, dev_failed)):
+        #: ``data.test`` (reported only: :meth:`evaluate_test`), whole; None without one.
+        self.test_ref = d.test
+        self.test_items: list[LabelledAudio] = []
+        self.test_feats: list[Tensor] = []
+        test_failed: dict[str, str] = {}
+        if d.test is not None:
+            test = _load(recipe, d.test, d.test_labels, self.root, None)
+            self.test_items, self.test_feats, test_failed = _features(test.items, self.extractor, "test features",
+                                                                      progress)
+        refs = {"train": self.train_ref, "dev": self.dev_ref, "test": self.test_ref}
+        for name, items, bad in (("train", self.train_items, failed), ("dev", self.dev_items, dev_failed),
+                                 ("test", self.test_items if d.test is not None else None, test_failed)):
+            if items is None:
+                continue
             if bad:
                 log.warning("%s: skipped %d unreadable files", name, len(bad))
             if not items:
-                raise ValueError(f"no readable labelled {name} audio in {self.train_ref if name == 'train' else self.dev_ref}")
+                raise ValueError(f"no readable labelled {name} audio in {refs[name]}")
         self.model = build_labeler(recipe, len(self.classes))
         self.grid = output_grid(recipe)
         self.multi = recipe.model.mode == "multi"
         self.stride = self.model.encoder.subsampling.stride
         self.train_targets = [self._targets(item, f) for item, f in zip(self.train_items, self.train_feats)]
-        for item, f in zip(self.dev_items, self.dev_feats):
-            self._targets(item, f)  # label errors in dev data surface now, not after an epoch
+        for item, f in zip(self.dev_items + self.test_items, self.dev_feats + self.test_feats):
+            self._targets(item, f)  # label errors in dev and test data surface now, not after training
         stats = CMVNStats(self.extractor.config.feature_dim)
         for f in self.train_feats:
             stats.update(f)
@@ -232,10 +245,23 @@ class LabelTask:
         return batch_posteriors(self.model, feats, self.recipe.eval.batch_frames, device=self.device)
 
     def evaluate(self) -> dict[str, float]:
+        return self._metrics(self.dev_items, self.dev_feats)
+
+    def evaluate_test(self, run_dir: Path) -> dict[str, float] | None:
+        """Metrics of the best model saved in ``run_dir`` on ``data.test`` (None without one), as
+        :meth:`evaluate` computes them on dev. Loads the best weights into :attr:`model`."""
+        if self.test_ref is None:
+            return None
+        weights, _, _ = load_model(run_dir)
+        load_weights_into(self.model, weights, run_dir / MODEL_FILE)
+        return self._metrics(self.test_items, self.test_feats)
+
+    def _metrics(self, items: Sequence[LabelledAudio], feats: Sequence[Tensor]) -> dict[str, float]:
+        """Detection metrics of the current weights on labelled recordings (dev or test)."""
         shift = self.recipe.features.frame_shift / self.recipe.features.sample_rate
         length = self.recipe.features.frame_length / self.recipe.features.sample_rate
         counts = DetectionCounts(self.classes)
-        for item, f, post in zip(self.dev_items, self.dev_feats, self.posteriors(self.dev_feats)):
+        for item, f, post in zip(items, feats, self.posteriors(feats)):
             duration = (f.shape[0] - 1) * shift + length
             hyp = decode(post, self.classes, self.grid, self.recipe.postprocess, duration)
             step = self.recipe.eval.step

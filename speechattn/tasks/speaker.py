@@ -31,12 +31,13 @@ from speechattn.data.shards import ShardDataset, load_index, shard_loader, summa
 from speechattn.data.splits import resolve_manifest
 from speechattn.metrics import plot_det
 from speechattn.metrics.embeddings import evaluate_embeddings, speaker_means, trial_path
-from speechattn.models.files import save_model
+from speechattn.models.files import MODEL_FILE, load_model, load_weights_into, save_model
 from speechattn.models.speaker import embed_feature_list, normalize_features
 from speechattn.nn.losses import build_loss
 from speechattn.recipes.builders import build_embedder
 from speechattn.recipes.speaker import SpeakerRecipe
 from speechattn.utils.distributed import rank_world
+from speechattn.utils.extras import MissingExtraError
 from speechattn.utils.paths import data_root as resolve_data_root
 
 __all__ = ["SpeakerTask"]
@@ -79,16 +80,21 @@ class SpeakerTask:
             train_manifest = _spread_subset(train_manifest, cfg.max_train_utterances)
         if cfg.max_dev_utterances:
             dev_manifest = _spread_subset(dev_manifest, cfg.max_dev_utterances)
-        for name, m in (("train", train_manifest), ("dev", dev_manifest)):
+        # data.test: reported only (evaluate_test); whole, and resolved now so a bad reference fails at start
+        test_manifest = None if cfg.test is None else resolve_manifest(cfg.test, self.root)
+        for name, m in (("train", train_manifest), ("dev", dev_manifest), ("test", test_manifest)):
             missing = [u.id for u in m or () if u.speaker is None]
             if missing:
                 raise ValueError(f"{name} data has no speaker labels (first: {missing[0]}); speaker recipes need utt2spk")
         if train_manifest is None:
-            self.train_shards = self._open_shards(str(cfg.train_shards), dev_manifest)
+            self.train_shards = self._open_shards(str(cfg.train_shards), dev_manifest, test_manifest)
         else:
             self.train_set = perturbed_features(train_manifest, self.extractor, cfg.speed_perturb, progress)
         self.dev_set = extract_features(dev_manifest, self.extractor, desc="dev features", progress=progress)
-        for name, fs in (("train", self.train_set), ("dev", self.dev_set)):
+        #: the test set's features (``data.test``), or None.
+        self.test_set = None if test_manifest is None else extract_features(
+            test_manifest, self.extractor, desc="test features", progress=progress)
+        for name, fs in (("train", self.train_set), ("dev", self.dev_set), ("test", self.test_set)):
             if fs is None:
                 continue
             if fs.failures:
@@ -123,9 +129,10 @@ class SpeakerTask:
         #: where training_step and evaluate run (the trainer sets it).
         self.device = torch.device("cpu")
         self.last_eval: dict[str, Any] = {}
+        self._det_plot = True  # False once matplotlib was found missing (warned once)
 
     # ----------------------------------------------------------------- data
-    def _open_shards(self, reference: str, dev_manifest: Manifest) -> ShardDataset:
+    def _open_shards(self, reference: str, dev_manifest: Manifest, test_manifest: Manifest | None) -> ShardDataset:
         """The training crop stream of shard folder ``reference`` (``data.train_shards``)."""
         recipe, cfg = self.recipe, self.recipe.data
         folder = Path(reference).expanduser()
@@ -139,11 +146,11 @@ class SpeakerTask:
         if recipe.eval.as_norm:
             raise ValueError("eval.as_norm needs embeddings of the training utterances, which sharded training "
                              "(data.train_shards) does not keep; set eval.as_norm: false")
-        dev_speakers = {str(u.speaker) for u in dev_manifest}
-        if dev_speakers <= set(index.speakers):
-            raise ValueError("the dev speakers were all seen in training: closed-set identification needs "
-                             "embeddings of the training utterances, which sharded training (data.train_shards) "
-                             "does not keep; use dev speakers unseen in training, or train in memory")
+        for name, manifest in (("dev", dev_manifest), ("test", test_manifest)):
+            if manifest is not None and {str(u.speaker) for u in manifest} <= set(index.speakers):
+                raise ValueError(f"the {name} speakers were all seen in training: closed-set identification needs "
+                                 "embeddings of the training utterances, which sharded training (data.train_shards) "
+                                 f"does not keep; use {name} speakers unseen in training, or train in memory")
         dataset = ShardDataset(index, self.crop_frames, recipe.train.batch_size, seed=recipe.train.seed)
         if dataset.steps_per_epoch() < 1:
             raise ValueError(f"{folder}: {index.total_samples} samples make no full batch of "
@@ -238,10 +245,31 @@ class SpeakerTask:
                                   device=self.device)
 
     def evaluate(self) -> dict[str, float]:
+        trials = trial_path(self.recipe.data.trials, self.root) if self.recipe.data.trials else None
+        metrics, scores, labels = self._metrics(self.dev_set, trials)
+        self.last_eval = {"scores": scores, "labels": labels, "threshold": metrics["threshold"]}
+        return metrics
+
+    def evaluate_test(self, run_dir: Path) -> dict[str, float] | None:
+        """Metrics of the best model saved in ``run_dir`` on ``data.test`` (None without one): the
+        dev metrics but ``threshold`` (the model keeps dev's), on all pairs of the test set.
+        Loads the best weights into :attr:`embedder`."""
+        if self.test_set is None:
+            return None
+        weights, _, _ = load_model(run_dir)
+        load_weights_into(self.embedder, weights, run_dir / MODEL_FILE)
+        metrics, _, _ = self._metrics(self.test_set, None)
+        metrics.pop("threshold", None)
+        return metrics
+
+    def _metrics(self, data: FeatureSet, trials: Path | None) -> tuple[dict[str, float], Any, Any]:
+        """(metrics, trial scores, trial labels) of the current weights on ``data`` (dev or test):
+        closed-set identification against the training speakers when they include every speaker
+        of ``data``, else open-set enrolment; AS-Norm with a training cohort if the recipe asks."""
         cfg = self.recipe.eval
-        dev_emb = self.embed(self.dev_set.feats)
-        dev_speakers = [str(u.speaker) for u in self.dev_set.manifest]
-        closed_set = set(dev_speakers) <= set(self.speakers)
+        emb = self.embed(data.feats)
+        speakers = [str(u.speaker) for u in data.manifest]
+        closed_set = set(speakers) <= set(self.speakers)
         train_means = None
         if closed_set or cfg.as_norm:
             original = self.original_index.tolist()
@@ -250,17 +278,12 @@ class SpeakerTask:
             kept = self.labels[self.original_index].unique()  # original speakers (not perturbed copies)
             train_means = means[kept]
             known_names = [self.speakers[i] for i in kept.tolist()]
-        trials = None
-        if self.recipe.data.trials:
-            trials = trial_path(self.recipe.data.trials, self.root)
-        metrics, scores, labels = evaluate_embeddings(
-            dev_emb, dev_speakers, [u.id for u in self.dev_set.manifest], trials=trials,
+        return evaluate_embeddings(
+            emb, speakers, [u.id for u in data.manifest], trials=trials,
             max_nontarget=cfg.max_nontarget, cohort=train_means if cfg.as_norm else None,
             cohort_top_k=cfg.cohort_top_k,
             known=(train_means, known_names) if closed_set and train_means is not None else None,
         )
-        self.last_eval = {"scores": scores, "labels": labels, "threshold": metrics["threshold"]}
-        return metrics
 
     def save_best(self, run_dir: Path, metrics: dict[str, float]) -> None:
         # weights and metadata in one file, replaced at once (model.json: a readable copy)
@@ -275,9 +298,13 @@ class SpeakerTask:
             },
             run_dir,
         )
-        if self.last_eval:
-            plot_det(self.last_eval["scores"], self.last_eval["labels"], run_dir / "det.png",
-                     title=f"dev DET (EER {metrics['eer']:.2f}%)")
+        if self.last_eval and self._det_plot:
+            try:
+                plot_det(self.last_eval["scores"], self.last_eval["labels"], run_dir / "det.png",
+                         title=f"dev DET (EER {metrics['eer']:.2f}%)")
+            except MissingExtraError as exc:  # matplotlib comes with speechattn[train]; the model is saved
+                log.warning("%s; no det.png", exc)
+                self._det_plot = False
 
 
 def _spread_subset(manifest: Manifest, count: int) -> Manifest:

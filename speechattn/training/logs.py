@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 from typing import Any, TextIO
 
+from speechattn.utils.extras import MissingExtraError, require
 from speechattn.utils.files import atomic_open_write
 
 __all__ = ["RunLogger"]
+
+log = logging.getLogger(__name__)
 
 
 def _step(row: dict[str, Any]) -> float:
@@ -21,7 +25,8 @@ def _step(row: dict[str, Any]) -> float:
 
 class RunLogger:
     """Appends one row per epoch to ``log.csv`` (columns grow as new metrics appear) and writes
-    the same scalars to TensorBoard under ``tensorboard/`` when the package is installed."""
+    the same scalars to TensorBoard under ``tensorboard/`` when the package is installed (it comes
+    with ``speechattn[train]``; without it, one warning says so and ``log.csv`` has every value)."""
 
     def __init__(self, run_dir: str | os.PathLike[str], tensorboard: bool = True,
                  keep_until_step: int | None = None) -> None:
@@ -37,11 +42,11 @@ class RunLogger:
         self.writer = None
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
-            except ImportError:  # tensorboard is optional
-                self.writer = None
+                summary = require("torch.utils.tensorboard", "TensorBoard logging", package="tensorboard")
+            except MissingExtraError as exc:  # optional: log.csv has every value
+                log.warning("%s; writing log.csv only", exc)
+            else:
+                self.writer = summary.SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
     def log(self, row: dict[str, Any], step: int) -> None:
         self.rows.append(row)

@@ -5,7 +5,12 @@ a dev evaluation (see :class:`Task`); the trainer owns everything else: the devi
 warm-up + cosine schedule over the planned number of steps, gradient clipping, hardware-aware
 bf16 autocast, DistributedDataParallel under ``torchrun``, a progress bar, the per-epoch
 CSV/TensorBoard log, the best checkpoint chosen on dev, early stopping, resuming from the last
-checkpoint, and seeds.
+checkpoint, seeds, and the final test report.
+
+Dev chooses everything (the best checkpoint, early stopping, the task's thresholds). A test set
+(a recipe's ``data.test``) is only reported: after training, the best saved model is evaluated
+on it once (the task's optional ``evaluate_test``) and ``metrics.json`` gets ``"test": {...}``; without
+one it says ``"test": null`` and ``test_note`` tells that only dev was available.
 
 A run is defined in optimizer steps (``max_steps``, or ``max_epochs`` epochs), so the same recipe
 gives the same model on any machine; ``max_minutes`` is only a safety cap, and a run it cuts short
@@ -71,6 +76,18 @@ class Task(Protocol):
     def save_best(self, run_dir: Path, metrics: dict[str, float]) -> None:
         """Write the inference artifacts of the current weights into ``run_dir``."""
 
+    # Optional (a task without it reports dev only):
+    #
+    # def evaluate_test(self, run_dir: Path) -> dict[str, float] | None:
+    #     """Test metrics of the best model saved in ``run_dir`` (which it loads into the task's
+    #     modules; the trainer sets eval mode, no grad and the precision, as for evaluate()), or
+    #     None when the recipe has no test set. Called once, after training (rank 0); nothing is
+    #     chosen from it."""
+
+
+#: ``metrics.json``'s ``test_note`` when the run has no test set.
+NO_TEST_NOTE = "no test set (data.test): only dev was available (dev chose the model: its metrics are optimistic)"
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -107,9 +124,9 @@ class Trainer:
     """Runs a :class:`Task` with a :class:`TrainConfig` in ``run_dir``.
 
     Files: ``checkpoints/last.pt`` (everything needed to resume, written atomically after each
-    evaluation), ``log.csv`` (+ ``tensorboard/``), ``metrics.json`` (best dev metrics and a
-    summary), and whatever ``task.save_best`` writes (the model) whenever dev improves. Under
-    torchrun only rank 0 writes them.
+    evaluation), ``log.csv`` (+ ``tensorboard/``), ``metrics.json`` (best dev metrics, test
+    metrics of the best model or null, and a summary), and whatever ``task.save_best`` writes
+    (the model) whenever dev improves. Under torchrun only rank 0 writes them.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, progress_bar: bool | None = None) -> None:
@@ -248,11 +265,14 @@ class Trainer:
             logger.close()
         state["elapsed"] = time.perf_counter() - start
         fraction = min(state["step"] / total_steps, 1.0)
+        test = self._test(task, device, precision, state) if main else None
         summary = {
             "metric": task.metric,
             "best": state["best"],
             "best_epoch": state["best_epoch"],
             "dev": state["best_metrics"],
+            "test": test,
+            **({} if test is not None else {"test_note": NO_TEST_NOTE}),
             "epochs": state["epoch"],
             "steps": state["step"],
             "planned_steps": total_steps,
@@ -295,6 +315,22 @@ class Trainer:
         else:
             state["bad_evals"] += 1
         return better
+
+    def _test(self, task: Task, device: torch.device, precision: str, state: dict[str, Any]
+              ) -> dict[str, float] | None:
+        """Metrics of the best saved model on the task's test set (rank 0, once, after training),
+        or None: no test set, a task without ``evaluate_test``, or no model saved."""
+        evaluate_test = getattr(task, "evaluate_test", None)
+        if evaluate_test is None or state["best"] is None:
+            return None
+        task.modules.eval()
+        with torch.inference_mode(), autocast(device, precision):
+            metrics = evaluate_test(self.run_dir)
+        if metrics is not None:
+            log.info("test, the best model (epoch %d), reported only: %s", state["best_epoch"],
+                     ", ".join(f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                               for k, v in metrics.items()))
+        return metrics
 
     def _save_last(self, task: Task, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
         save_state(

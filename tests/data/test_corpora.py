@@ -137,9 +137,36 @@ def test_convert_speechocean762(tmp_path: Path) -> None:
     info = soundfile.info(str(dev[0].path))
     assert info.format == "OGG" and info.samplerate == 16000
     assert sorted(p.name for p in (dest / "audio").iterdir()) == [
-        "SPEAKER0001", "SPEAKER0003", "SPEAKER0005", "SPEAKER0049", "SPEAKER1030"
+        "SPEAKER0001", "SPEAKER0003", "SPEAKER0005", "SPEAKER0024", "SPEAKER0044", "SPEAKER0049", "SPEAKER1030"
     ]
     assert (dest / "lexicon.txt").read_text() == "BEAR\tB EH0 R\nCALL\tK AO0 L\nIT\tIH0 T\nWE\tW IY0\n"
+
+
+def test_convert_speechocean762_writes_the_other_test_speakers_as_test(tmp_path: Path) -> None:
+    """test/ is the half of the release's test speakers that dev/ leaves out: disjoint from dev/
+    and train/, in dev/'s Kaldi layout; dev/ is the same selection as before test/ existed."""
+    dest = tmp_path / "speechocean762"
+    convert_speechocean762(make_speechocean_release(tmp_path / "src"), dest)
+    train, dev, test = (read_kaldi_dir(dest / split) for split in ("train", "dev", "test"))
+    assert test.speakers() == ["0024", "0044"]  # the test speakers select_dev_speakers does not pick
+    assert dev.speakers() == ["0003", "0049", "1030"]
+    release_test = {s for s, _, _, split in FAKE_SPEAKERS if split == "test"}
+    assert set(test.speakers()) | set(dev.speakers()) == release_test
+    assert not set(test.speakers()) & set(dev.speakers()) and not set(test.speakers()) & set(train.speakers())
+    assert not {u.id for u in test} & ({u.id for u in dev} | {u.id for u in train})
+    assert sorted(p.name for p in (dest / "test").iterdir()) == sorted(p.name for p in (dest / "dev").iterdir()) == [
+        "spk2age", "spk2gender", "text", "utt2spk", "wav.scp"]
+    assert (dest / "test" / "wav.scp").read_text() == (
+        "000240011 audio/SPEAKER0024/000240011.ogg\n000240035 audio/SPEAKER0024/000240035.ogg\n"
+        "000440011 audio/SPEAKER0044/000440011.ogg\n000440035 audio/SPEAKER0044/000440035.ogg\n")
+    assert (dest / "test" / "spk2gender").read_text() == "0024 f\n0044 m\n"
+    assert (dest / "test" / "spk2age").read_text() == "0024 25\n0044 6\n"
+    assert (dest / "test" / "text").read_text().splitlines()[0] == "000240011 WE CALL IT BEAR"
+    assert test.check_files() == [] and test["000440011"].extra == {"gender": "m", "age": 6}
+    # dev/ as the selection wrote it before test/ existed
+    assert (dest / "dev" / "utt2spk").read_text() == (
+        "000030011 0003\n000030035 0003\n000490011 0049\n000490035 0049\n010300011 1030\n010300035 1030\n")
+    assert (dest / "dev" / "spk2age").read_text() == "0003 6\n0049 7\n1030 27\n"
 
 
 def test_convert_speechocean762_rejects_other_folders(tmp_path: Path) -> None:

@@ -158,6 +158,9 @@ def test_prepare_corpus_imports_prepared_copy_by_symlink(speechocean_dir: Path, 
     assert (target / "train").is_symlink() and (target / "audio").is_symlink()
     assert not (target / MARKER).is_symlink() and read_marker(target)["method"] == "symlink"  # type: ignore[index]
     assert not (speechocean_dir / MARKER).exists()  # the source is never touched
+    # a prepared copy without test/ (the reference copy) is imported as it is: no test/ appears
+    assert sorted(p.name for p in target.iterdir()) == sorted([*(p.name for p in speechocean_dir.iterdir()), MARKER])
+    assert (target / "test").exists() == (speechocean_dir / "test").exists()
     train = read_kaldi_dir(target / "train")
     assert len(train) == 2500 and train[0].path.is_relative_to(target.absolute())
     assert train[:50].check_files() == []
@@ -212,6 +215,8 @@ def test_prepare_speechocean762_from_original_archive(tmp_path: Path) -> None:
     target = prepare_corpus("speechocean762", root=tmp_path / "data", source=archive)
     dev = read_kaldi_dir(target / "dev")
     assert dev.speakers() == ["0003", "0049", "1030"] and dev.check_files() == []
+    test = read_kaldi_dir(target / "test")  # the other half of the release's test speakers
+    assert test.speakers() == ["0024", "0044"] and test.check_files() == []
     assert corpus_status("speechocean762", tmp_path / "data").status == "prepared"
     marker = json.loads((target / MARKER).read_text())
     assert marker["method"] == "archive" and marker["url"].startswith("https://www.openslr.org/")

@@ -172,3 +172,21 @@ def test_ctc_gradients_flow_through_the_model():
     assert all(p.grad is not None for p in model.encoder.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match="vocab_size"):
         CTCModel(model.encoder, vocab_size=1)
+
+
+def test_evaluate_test_scores_the_saved_best_model(run, speechocean_dir, tmp_path):
+    """data.test: a task with fresh weights reloads the best model of the run and gets what
+    `speechattn evaluate` gets from the run's model file on the same data."""
+    from speechattn.evaluation.ctc import evaluate_run
+    from tests.ctc_support import small_kaldi_dir
+
+    run_dir, _ = run
+    test_dir = small_kaldi_dir(speechocean_dir, "dev", tmp_path / "test", 8)
+    torch.manual_seed(123)
+    task = CTCTask(load_task_recipe(run_dir / "config.yaml", [f"data.test={test_dir}"]), progress=False)
+    assert len(task.test_feats) == 8
+    task.modules.eval()
+    with torch.inference_mode():
+        metrics = task.evaluate_test(run_dir)
+    expected = evaluate_run(run_dir, str(test_dir), device="cpu")
+    assert expected["utterances"] == 8 and metrics == pytest.approx({k: expected[k] for k in metrics}, abs=1e-9)

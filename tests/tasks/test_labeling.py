@@ -134,3 +134,18 @@ def test_label_task_device_and_per_rank_augmentation_seed(run, monkeypatch, tmp_
         assert task.device == torch.device("cpu")
         seeds.append(task.generator.initial_seed())
     assert seeds == [recipe.train.seed, recipe.train.seed + 1_000_003]
+
+
+def test_evaluate_test_scores_the_saved_best_model(run):
+    """data.test: a task with fresh weights reloads the best model of the run; on the dev data as
+    test set it gets the best dev metrics. Without data.test there is nothing to report."""
+    from speechattn.utils.device import autocast
+
+    run_dir, summary, folders = run
+    torch.manual_seed(123)
+    task = LabelTask(load_task_recipe(run_dir / "config.yaml", [f"data.test={folders['dev']}"]), progress=False)
+    assert len(task.test_items) == 4
+    task.modules.eval()
+    with torch.inference_mode(), autocast(torch.device("cpu"), summary["precision"]):  # as the trainer evaluates
+        assert task.evaluate_test(run_dir) == pytest.approx(summary["dev"], abs=1e-9)
+    assert LabelTask(load_task_recipe(run_dir / "config.yaml"), progress=False).evaluate_test(run_dir) is None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from speechattn.recipes import load_task_recipe
 from speechattn.tasks import choose_run_dir, train_recipe
+
+FSDD_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "speaker_fsdd.yaml"
 
 
 def test_training_writes_a_complete_run(tiny_run):
@@ -62,3 +65,45 @@ def test_speed_perturbation_adds_speakers_and_changes_length(fsdd_dir, tmp_path,
     assert slow > plain > fast  # 0.9x speed lasts longer, 1.1x shorter
     assert abs(slow / plain - 1 / 0.9) < 0.05 and abs(fast / plain - 1 / 1.1) < 0.05
     assert task.original_index.numel() == n
+
+
+def test_without_a_test_set_metrics_json_says_test_null(tiny_run):
+    run_dir, summary = tiny_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"] is None and summary["test"] is None
+    assert metrics["test_note"].startswith("no test set (data.test): only dev was available")
+
+
+def test_a_test_set_is_reported_with_the_best_model(tmp_path, fsdd_dir):
+    """data.test: after training, the best saved model is evaluated on it once, into metrics.json.
+    The test set here is dev itself, whole: its test metrics must be the best dev metrics (the
+    threshold excepted: the model keeps dev's), and a fresh model reloading the run gets them too."""
+    import torch
+
+    from speechattn.tasks.speaker import SpeakerTask
+    from tests.conftest import TINY_SPEAKER
+
+    run_dir = tmp_path / "run"
+    overrides = [*TINY_SPEAKER, "data.max_dev_utterances=null", "data.test=fsdd:test"]
+    summary = train_recipe(FSDD_RECIPE, overrides, run_dir=run_dir, progress=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"] == summary["test"] and "test_note" not in metrics
+    dev = dict(metrics["dev"])
+    dev.pop("threshold")
+    assert metrics["test"] == pytest.approx(dev, abs=1e-6)
+    assert set(metrics["test"]) == {"eer", "min_dcf", "accuracy"}
+
+    torch.manual_seed(123)  # other initial weights: evaluate_test must load the saved best model
+    task = SpeakerTask(load_task_recipe(run_dir / "config.yaml"), progress=False)
+    task.modules.eval()
+    with torch.inference_mode():
+        assert task.evaluate_test(run_dir) == pytest.approx(metrics["test"], abs=1e-6)
+
+
+def test_a_missing_test_set_fails_at_start(tmp_path, fsdd_dir):
+    from speechattn.data.manifest import ManifestError
+    from tests.conftest import TINY_SPEAKER
+
+    with pytest.raises(ManifestError, match="no-such-test.*data not found"):
+        train_recipe(FSDD_RECIPE, [*TINY_SPEAKER, "data.test=no-such-test"], run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()

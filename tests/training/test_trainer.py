@@ -83,6 +83,56 @@ def test_early_stopping(tmp_path):
     assert summary["epochs"] == 4 and summary["best"] == 10.0
 
 
+class ToyTaskWithTest(ToyTask):
+    """A ToyTask with a test set: ``evaluate_test`` reloads the best saved weights."""
+
+    def __init__(self, dev_metrics: list[float] | None = None, has_test: bool = True) -> None:
+        super().__init__(dev_metrics)
+        self.has_test = has_test
+        self.best_weights: dict[str, torch.Tensor] = {}
+        self.test_calls: list[dict] = []
+
+    def save_best(self, run_dir: Path, metrics):
+        super().save_best(run_dir, metrics)
+        self.best_weights = {k: v.detach().clone() for k, v in self.modules["net"].state_dict().items()}
+
+    def evaluate_test(self, run_dir: Path):
+        if not self.has_test:
+            return None
+        self.modules["net"].load_state_dict(load_weights(run_dir / "model.safetensors"))
+        self.test_calls.append({"training": self.modules.training, "grad": torch.is_grad_enabled(),
+                                "weights": {k: v.clone() for k, v in self.modules["net"].state_dict().items()}})
+        return {"error": 12.5, "count": 128}
+
+
+def test_the_best_model_is_evaluated_on_test_once_after_training(tmp_path, caplog):
+    task = ToyTaskWithTest(dev_metrics=[30.0, 10.0, 20.0, 25.0])
+    with caplog.at_level("INFO", logger="speechattn.training.trainer"):
+        summary = Trainer(TrainConfig(max_epochs=4, lr=0.05), tmp_path, progress_bar=False).fit(task)
+    assert summary["best_epoch"] == 2 and len(task.test_calls) == 1
+    call = task.test_calls[0]
+    assert not call["training"] and not call["grad"]  # eval mode, no grad
+    for name, value in task.best_weights.items():  # the epoch-2 model, not the last one
+        assert torch.equal(call["weights"][name], value)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test"] == summary["test"] == {"error": 12.5, "count": 128}
+    assert metrics["dev"] == {"error": 10.0} and metrics["best"] == 10.0  # test chose nothing
+    assert "test_note" not in metrics
+    assert "test, the best model (epoch 2), reported only: error=12.5, count=128" in caplog.text
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert not any(k.startswith("test") for k in rows[0])  # never logged per epoch
+
+
+@pytest.mark.parametrize("task", [ToyTask(), ToyTaskWithTest(has_test=False)], ids=["no evaluate_test", "no test set"])
+def test_without_a_test_set_metrics_json_says_only_dev_was_available(tmp_path, task):
+    summary = Trainer(TrainConfig(max_epochs=2), tmp_path, progress_bar=False).fit(task)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test"] is None and summary["test"] is None
+    assert metrics["test_note"] == summary["test_note"] == (
+        "no test set (data.test): only dev was available (dev chose the model: its metrics are optimistic)")
+    assert list(metrics)[:6] == ["metric", "best", "best_epoch", "dev", "test", "test_note"]
+
+
 class InterruptedTask(ToyTask):
     """Dies (like Ctrl-C or a killed job) when epoch ``die_at`` starts."""
 
