@@ -67,11 +67,11 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write one file per input into DIR (NAME.rttm/.json/.tsv/.TextGrid, NAME.png); "
-                   "default: print to stdout.")
+                   "default: print to stdout. NAME is the file name without its suffix; the RTTM file id is "
+                   "NAME with each blank or other whitespace as _ ('meeting 2024.wav': meeting_2024; an "
+                   "empty NAME: unnamed), JSON and TSV give the path as it is.")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="rttm", show_default=True,
-              help="Output format (textgrid needs -o). RTTM names each file by its name without the "
-                   "suffix, each blank or other whitespace as _ ('meeting 2024.wav': meeting_2024), an empty "
-                   "name as 'unnamed'; JSON and TSV give the path as it is.")
+              help="Output format (textgrid needs -o).")
 @click.option("--plot", is_flag=True, help="Also write NAME.png: waveform, posteriors and labels (needs -o).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @device_option
