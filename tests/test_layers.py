@@ -5,6 +5,10 @@ Layers, bottom to top (a module may import its own layer and the layers below):
     utils -> audio / text / nn -> data / metrics / decoding -> models -> recipes -> training
     -> tasks -> inference -> evaluation -> cli -> the ``speechattn`` facade (and deprecated shims)
 
+Every module must have a layer of its own: the ``speechattn`` entry of :data:`LAYERS` is the layer
+of the facade module ``speechattn`` (its ``__init__``) alone, not a prefix that would give every
+new subpackage the top layer; the deprecated shims are listed one by one.
+
 Every ``import`` counts, at module level or inside a function (a lazy import is still a
 dependency), except those under ``if TYPE_CHECKING:`` (annotations only; they never run). Edges
 to the root package ``speechattn`` are not counted: its ``__init__`` imports nothing when it
@@ -23,7 +27,10 @@ import speechattn
 
 PACKAGE_DIR = Path(speechattn.__file__).parent
 
-#: (module prefix, layer); the longest matching prefix wins.
+#: The facade module: its entry in LAYERS is no prefix, it places ``speechattn/__init__.py`` alone.
+FACADE = "speechattn"
+
+#: (module prefix, layer); the longest matching prefix wins (see :func:`layer_of`).
 LAYERS = {
     "speechattn.utils": 0,
     "speechattn.audio": 1,
@@ -41,7 +48,7 @@ LAYERS = {
     "speechattn.cli": 9,
     "speechattn.labeler": 10,  # deprecated shim of speechattn.inference.labeler
     "speechattn.transcriber": 10,  # deprecated shim of speechattn.inference.transcriber
-    "speechattn": 10,
+    FACADE: 10,  # speechattn/__init__.py alone
 }
 
 Edge = tuple[str, str, str]  # (importer, imported, "file:line")
@@ -97,9 +104,16 @@ def import_edges(modules: dict[str, Path], root: Path = PACKAGE_DIR) -> list[Edg
     return edges
 
 
-def layer_of(module: str) -> int:
-    prefix = max((p for p in LAYERS if module == p or module.startswith(p + ".")), key=len)
-    return LAYERS[prefix]
+def layer_of(module: str) -> int | None:
+    """The layer of ``module``: that of its longest prefix in :data:`LAYERS` (the facade entry
+    matches the module ``speechattn`` only); None when no entry matches."""
+    prefixes = [p for p in LAYERS if module == p or (p != FACADE and module.startswith(p + "."))]
+    return LAYERS[max(prefixes, key=len)] if prefixes else None
+
+
+def modules_without_a_layer(modules: dict[str, Path]) -> list[str]:
+    """The modules no entry of :data:`LAYERS` places (sorted)."""
+    return sorted(m for m in modules if layer_of(m) is None)
 
 
 def find_cycle(edges: list[Edge]) -> list[str] | None:
@@ -138,7 +152,25 @@ def edges() -> list[Edge]:
 
 
 def test_every_module_has_a_layer():
-    assert all(layer_of(m) is not None for m in package_modules())
+    missing = modules_without_a_layer(package_modules())
+    assert not missing, f"modules without a layer (add their prefix to LAYERS): {missing}"
+
+
+def test_a_module_without_a_layer_is_reported(tmp_path):
+    """The checker itself: a planted subpackage and a planted top-level module have no layer (the
+    facade's entry does not cover them), while the facade, the shims and a module under a listed
+    prefix have theirs."""
+    pkg = tmp_path / "speechattn"
+    (pkg / "serve").mkdir(parents=True)
+    (pkg / "nn").mkdir()
+    for rel in ("__init__.py", "labeler.py", "transcriber.py", "nn/__init__.py", "nn/new_layer.py",
+                "serve/__init__.py", "serve/app.py", "helpers.py"):
+        (pkg / rel).write_text("")
+    planted = package_modules(pkg)
+    assert modules_without_a_layer(planted) == ["speechattn.helpers", "speechattn.serve", "speechattn.serve.app"]
+    assert [layer_of(m) for m in ("speechattn", "speechattn.labeler", "speechattn.transcriber",
+                                  "speechattn.nn.new_layer")] == [10, 10, 10, 1]
+    assert layer_of("speechattn.labeler_v2") is None  # a prefix matches whole name parts only
 
 
 def test_no_import_cycle_inside_the_package(edges):
@@ -147,8 +179,9 @@ def test_no_import_cycle_inside_the_package(edges):
 
 
 def test_no_layer_imports_a_layer_above_it(edges):
+    # a module without a layer fails test_every_module_has_a_layer; its edges cannot be ordered
     upward = [f"{where}: {a} (layer {layer_of(a)}) imports {b} (layer {layer_of(b)})"
-              for a, b, where in edges if layer_of(b) > layer_of(a)]
+              for a, b, where in edges if None not in (layer_of(a), layer_of(b)) and layer_of(b) > layer_of(a)]
     assert not upward, "\n".join(upward)
 
 

@@ -8,15 +8,22 @@ files can be read block by block with :func:`iter_audio_blocks`, which resamples
 :class:`StreamingResampler` and gives the same samples as :func:`load_audio` without ever holding
 the whole file in memory.
 
+A truncated file (a WAV whose data chunk declares more bytes than the file holds, as after an
+interrupted download, or any file that yields fewer samples than its header declares) is read as
+far as it goes, with a WARNING on the ``speechattn.audio.io`` logger that names the file and what
+is missing: ``x.wav: truncated: the header declares 10.00 s, the file holds 6.40 s``.
+
 ``torchaudio.load`` / ``torchaudio.save`` are deliberately not used (they need TorchCodec).
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
@@ -32,6 +39,8 @@ from speechattn.utils.messages import one_line
 __all__ = ["AudioError", "AudioInfo", "MAX_SAMPLE_RATE", "audio_info", "iter_audio_blocks", "load_audio", "save_audio"]
 
 PathLike = Union[str, os.PathLike]
+
+log = logging.getLogger(__name__)
 
 
 class AudioError(ValueError):
@@ -86,6 +95,58 @@ def _open(p: Path) -> sf.SoundFile:
         return sf.SoundFile(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioError(f"{p}: not a readable audio file ({_one_line(err)})") from err
+
+
+def _wav_declared_seconds(p: Path) -> float | None:
+    """The seconds of audio a RIFF WAV's data chunk declares when the file holds fewer bytes of it
+    (a truncated file: libsndfile then counts only the frames present); None for a complete WAV,
+    another format, a data size left unknown (0 or 0xFFFFFFFF, as written to a pipe) or not a
+    regular file (a pipe is never read here)."""
+    try:
+        if not stat.S_ISREG(p.stat().st_mode):
+            return None
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+                return None
+            pos, byte_rate = 12, 0
+            for _ in range(1000):  # the chunks before "data"
+                f.seek(pos)
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if name == b"fmt ":
+                    fmt = f.read(12)
+                    if len(fmt) < 12:
+                        return None
+                    byte_rate = struct.unpack("<I", fmt[8:12])[0]  # average bytes per second
+                elif name == b"data":
+                    if length in (0, 0xFFFFFFFF) or length <= size - (pos + 8) or byte_rate <= 0:
+                        return None
+                    return length / byte_rate
+                pos += 8 + length + (length & 1)  # chunks are padded to an even size
+    except OSError:
+        return None
+    return None
+
+
+def _warn_truncated(p: Path, declared: float, held: float) -> None:
+    log.warning("%s: truncated: the header declares %.2f s, the file holds %.2f s", p, declared, held)
+
+
+def _check_wav_length(p: Path, f: sf.SoundFile) -> None:
+    """Warn when ``f`` (just opened) is a WAV whose header declares more audio than it holds."""
+    declared = _wav_declared_seconds(p)
+    if declared is not None and f.frames > 0:  # no sample at all is an error of its own
+        _warn_truncated(p, declared, f.frames / f.samplerate)
+
+
+def _check_read_length(p: Path, f: sf.SoundFile, frames: int) -> None:
+    """Warn when reading ``f`` to its end gave fewer than the ``f.frames`` its header declares."""
+    if 0 < frames < f.frames:
+        _warn_truncated(p, f.frames / f.samplerate, frames / f.samplerate)
 
 
 def _to_mono(data: np.ndarray) -> np.ndarray:
@@ -157,16 +218,20 @@ def load_audio(path: PathLike, sample_rate: int | None = None) -> tuple[Tensor, 
     Raises:
         AudioError: The file is missing, unreadable or corrupt, empty, or holds NaN/Inf samples.
         ValueError: ``sample_rate`` is not a positive integer.
+
+    A truncated file gives the samples it holds, with a warning (see the module docstring).
     """
     _check_target_rate(sample_rate)
     p = _check_path(path)
     with _open(p) as f:
         rate = int(f.samplerate)
         _check_rate(p, rate)
+        _check_wav_length(p, f)
         try:
             data = f.read(dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"{p}: corrupt audio data ({_one_line(err)})") from err
+        _check_read_length(p, f, data.shape[0])
     if data.shape[0] == 0:
         raise AudioError(f"{p}: empty audio (0 samples)")
     wave = torch.from_numpy(_to_mono(data))
@@ -252,6 +317,7 @@ def _blocks(p: Path, blocksize: int, rate: int, target: int) -> Iterator[Tensor]
     resampler = StreamingResampler(rate, target) if target != rate else None
     total = 0
     with _open(p) as f:
+        _check_wav_length(p, f)
         while True:
             try:
                 data = f.read(blocksize, dtype="float32", always_2d=True)
@@ -267,6 +333,7 @@ def _blocks(p: Path, blocksize: int, rate: int, target: int) -> Iterator[Tensor]
                 block = resampler.push(block)
             if block.numel() > 0:
                 yield block
+        _check_read_length(p, f, total)
     if total == 0:
         raise AudioError(f"{p}: empty audio (0 samples)")
     if resampler is not None:

@@ -37,7 +37,7 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
     """Write one file's labels in ``fmt`` to a stream (stdout) or a file path (atomically)."""
     import io
 
-    from speechattn.data.labels import write_rttm, write_textgrid
+    from speechattn.data.labels import rttm_file_id, write_rttm, write_textgrid
     from speechattn.utils.files import atomic_write, atomic_write_text
 
     if fmt == "textgrid":
@@ -47,7 +47,7 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
         return
     if fmt == "rttm":
         buffer = io.StringIO()
-        write_rttm(name, result.segments, buffer)
+        write_rttm(rttm_file_id(name), result.segments, buffer)  # "meeting 2024" -> "meeting_2024"
         text = buffer.getvalue()
     elif fmt == "json":
         text = json.dumps(_json_record(path, result)) + "\n"
@@ -67,7 +67,9 @@ def _write(fmt: str, name: str, path: Path, result: Any, out: TextIO | Path, hea
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write one file per input into DIR (NAME.rttm/.json/.tsv/.TextGrid, NAME.png); "
-                   "default: print to stdout.")
+                   "default: print to stdout. NAME is the file name without its suffix; the RTTM file id is "
+                   "NAME with each blank or other whitespace as _ ('meeting 2024.wav': meeting_2024; an "
+                   "empty NAME: unnamed), JSON and TSV give the path as it is.")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="rttm", show_default=True,
               help="Output format (textgrid needs -o).")
 @click.option("--plot", is_flag=True, help="Also write NAME.png: waveform, posteriors and labels (needs -o, and matplotlib: "

@@ -4,7 +4,8 @@ A data reference (a recipe's ``data.train`` / ``data.dev``, or ``speechattn eval
 
 * a **folder** of audio files (searched recursively). Each recording's labels are, first match
   wins: a label file next to it with the same stem (``a.flac`` + ``a.rttm`` / ``a.TextGrid`` /
-  ``a.frames``), or its entries (file id = the audio's stem) in the RTTM files of the folder;
+  ``a.frames``), or its entries (file id = the audio's stem, or that stem as an RTTM id, blanks
+  as ``_``: :func:`~speechattn.data.labels.rttm_file_id`) in the RTTM files of the folder;
 * a **Kaldi data dir** (``wav.scp``) or a **CSV / JSONL manifest**: the audio it lists; labels
   from a ``labels`` column (a label file per row, relative to the manifest) when there is one,
   else as for a folder (sibling files, then RTTM files in the manifest's folder, matched by
@@ -30,6 +31,7 @@ from speechattn.data.labels import (
     apply_label_map,
     read_label_file,
     read_rttm,
+    rttm_file_id,
 )
 
 __all__ = ["AUDIO_SUFFIXES", "LabelledAudio", "LabelledSet", "load_labelled", "resolve_reference"]
@@ -176,7 +178,8 @@ def load_labelled(
     items: list[LabelledAudio] = []
     skipped: dict[str, str] = {}
     for utt_id, audio, label_path in entries:
-        keys = [utt_id, audio.stem]
+        # last, the RTTM file id `speechattn label` gives the audio ("meeting 2024.wav": meeting_2024)
+        keys = [utt_id, audio.stem, rttm_file_id(audio.stem)]
         if label_path is None and explicit_dir is not None:
             label_path = next((p for p in (explicit_dir / f"{audio.stem}{s}" for s in (".rttm", ".TextGrid", ".textgrid", ".frames"))
                                if p.is_file()), None)

@@ -10,6 +10,8 @@ Formats:
 
 * **RTTM** (NIST): ``SPEAKER <file-id> <channel> <start> <duration> <NA> <NA> <name> <NA> <NA>``;
   one file may hold many recordings (keyed by ``file-id``, matched to the audio's file stem).
+  A file id holds no blank: :func:`rttm_file_id` turns a recording's name into one (each blank
+  or other whitespace character becomes ``_``, an empty name ``unnamed``).
   Lines of other types (``SPKR-INFO``...) and comments (``;;``, ``#``) are skipped.
 * **TextGrid** (Praat, long or short text format), read with the maintained ``praatio`` parser:
   the intervals of one interval tier with a non-blank text are the segments.
@@ -49,6 +51,7 @@ __all__ = [
     "read_label_file",
     "read_rttm",
     "read_textgrid",
+    "rttm_file_id",
     "segments_to_frames",
     "write_frame_labels",
     "write_rttm",
@@ -166,8 +169,27 @@ def read_rttm(path: PathLike) -> dict[str, list[Segment]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
+#: The RTTM file id of a recording whose name is empty (:func:`rttm_file_id`).
+RTTM_EMPTY_ID = "unnamed"
+
+
+def rttm_file_id(name: str) -> str:
+    """A valid RTTM file id for a recording named ``name`` (an audio file's stem, say).
+
+    RTTM fields are separated by blanks, so each blank or other whitespace character (tab,
+    newline, no-break space...) becomes ``_``, and an empty name becomes ``unnamed``
+    (:data:`RTTM_EMPTY_ID`); any other name is kept as it is: ``"meeting 2024"`` ->
+    ``"meeting_2024"``. Two names may map to the same id (``"a b"`` and ``"a_b"``).
+    """
+    return "".join("_" if c.isspace() else c for c in name) or RTTM_EMPTY_ID
+
+
 def write_rttm(file_id: str, segments: Iterable[Segment], out: PathLike | IO[str]) -> None:
-    """Write ``segments`` of recording ``file_id`` as RTTM ``SPEAKER`` lines (to a path or stream)."""
+    """Write ``segments`` of recording ``file_id`` as RTTM ``SPEAKER`` lines (to a path or stream).
+
+    Raises:
+        ValueError: ``file_id`` is empty or holds whitespace (:func:`rttm_file_id` makes a valid one).
+    """
     if not file_id or any(c.isspace() for c in file_id):
         raise ValueError(f"RTTM file ids cannot be empty or contain blanks, got {file_id!r}")
     lines = "".join(

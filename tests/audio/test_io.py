@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +233,75 @@ def test_absurd_sample_rate_is_one_line_error(tmp_path: Path) -> None:
         with pytest.raises(AudioError) as err:
             call(path)
         _assert_one_line_naming(err, path, "unsupported sample rate 4000000 Hz")
+
+
+# --------------------------------------------------------------------------- truncated files
+
+
+def _cut_wav(path: Path, seconds: float, keep: float, subtype: str = "PCM_16") -> np.ndarray:
+    """A 16 kHz WAV of ``seconds`` cut after ``keep`` of its data bytes (an interrupted download);
+    returns the samples written."""
+    data = _tone(16000, seconds)[:, 0]
+    sf.write(path, data, 16000, subtype=subtype)
+    raw = path.read_bytes()
+    start = raw.index(b"data") + 8
+    path.write_bytes(raw[: start + int((len(raw) - start) * keep)])
+    return data
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("speechattn.audio") and r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])  # FLOAT: fact and PEAK chunks before the data
+def test_truncated_wav_is_read_as_far_as_it_goes_with_a_warning(tmp_path: Path, caplog, subtype: str) -> None:
+    path = tmp_path / "cut.wav"
+    data = _cut_wav(path, 10.0, 0.64, subtype)
+    expected = [f"{path}: truncated: the header declares 10.00 s, the file holds 6.40 s"]
+    with caplog.at_level(logging.WARNING, logger="speechattn.audio"):
+        wave, rate = load_audio(path)
+    assert rate == 16000 and wave.numel() == 102400  # 6.4 s: every sample the file holds
+    np.testing.assert_allclose(wave.numpy(), data[:102400], atol=1e-4)
+    assert _warnings(caplog) == expected
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="speechattn.audio"):
+        joined = torch.cat(list(iter_audio_blocks(path, block_seconds=1.0)))
+        info = audio_info(path)  # the header alone: no warning
+    assert torch.equal(joined, wave) and _warnings(caplog) == expected
+    assert info.num_frames == 102400
+
+
+def test_complete_and_open_ended_wavs_give_no_warning(tmp_path: Path, caplog) -> None:
+    complete = tmp_path / "complete.wav"
+    sf.write(complete, _tone(16000, 1.0)[:, 0], 16000)
+    raw = complete.read_bytes()
+    trailing = tmp_path / "trailing.wav"  # another chunk after the data
+    trailing.write_bytes(raw + b"LIST" + struct.pack("<I", 4) + b"INFO")
+    unknown = tmp_path / "unknown.wav"  # sizes left unknown, as when written to a pipe
+    at = raw.index(b"data") + 4
+    unknown.write_bytes(raw[:4] + b"\xff" * 4 + raw[8:at] + b"\xff" * 4 + raw[at + 4 :])
+    with caplog.at_level(logging.WARNING, logger="speechattn.audio"):
+        for path in (complete, trailing, unknown):
+            assert load_audio(path)[0].numel() == 16000, path
+            assert sum(b.numel() for b in iter_audio_blocks(path, block_seconds=0.3)) == 16000
+    assert _warnings(caplog) == []
+
+
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MPEG support")
+def test_a_short_read_is_reported_as_truncated(tmp_path: Path, caplog) -> None:
+    """A format whose header gives the length (an MP3's Xing header) and yields fewer samples."""
+    path = tmp_path / "cut.mp3"
+    sf.write(path, _tone(16000, 10.0)[:, 0], 16000)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with caplog.at_level(logging.WARNING, logger="speechattn.audio"):
+        wave, _ = load_audio(path)
+        blocks = sum(b.numel() for b in iter_audio_blocks(path, block_seconds=1.0))
+    messages = _warnings(caplog)
+    assert len(messages) == 2 and messages[0] == messages[1] and blocks == wave.numel()
+    held = re.fullmatch(rf"{re.escape(str(path))}: truncated: the header declares 10.00 s, the file holds (\S+) s",
+                        messages[0])
+    assert held and float(held[1]) == pytest.approx(wave.numel() / 16000, abs=0.005) and 3 < float(held[1]) < 7
 
 
 # --------------------------------------------------------------------------- blocks

@@ -4,7 +4,9 @@ Each case is one path: broken files, odd formats and rates, odd names, links, fo
 `label`, `transcribe`, `embed`, `verify` and `evaluate` (for the three kinds of runs) every case
 must give either a correct result or exactly one line ``speechattn: error: FILE: reason``; in a
 batch the other files go on, and the exit status is honest (0: all done, 1: some files failed;
-`verify` of one bad file: 2, a one-line expected error).
+`verify` of one bad file: 2, a one-line expected error). A file that is read with a warning (a
+truncated WAV) gives its warning line ``FILE: ...`` on stderr, and no other file gives one.
+`label` also runs in its default format, RTTM, on every case: any file name gives a valid RTTM.
 
 The tiny trained runs come from the shared fixtures (tests/conftest.py, tests/labeling_support.py,
 tests/ctc_support.py). The 4-hour case (a sparse WAV, mostly silence) takes minutes through the
@@ -50,6 +52,7 @@ class Case:
     make: Callable[[Path, np.ndarray], Path]
     outcome: str
     words: str = ""  # words the error reason must contain
+    warning: str = ""  # a warning every command that reads the file prints on stderr, after "FILE: "
 
 
 def _write(name: str, data: np.ndarray, rate: int = RATE, **kwargs) -> Callable[[Path, np.ndarray], Path]:
@@ -141,7 +144,8 @@ CASES = [
     # ----- broken files
     Case("empty", _bytes("empty.wav", lambda d, s: b""), ERROR, "empty file (0 bytes)"),
     Case("header_only", _bytes("header_only.wav", lambda d, s: _pcm16(d, s)[:44]), ERROR, "empty audio"),
-    Case("truncated_wav", _bytes("truncated.wav", lambda d, s: _pcm16(d, s)[: 44 + s.size]), OK),  # half the data
+    Case("truncated_wav", _bytes("truncated.wav", lambda d, s: _pcm16(d, s)[: 44 + s.size]), OK,  # half the data
+         warning="truncated: the header declares 1.50 s, the file holds 0.75 s"),
     Case("truncated_flac", _bytes("truncated.flac", lambda d, s: (lambda b: b[: len(b) // 2])(_pcm16(d, s, "FLAC"))),
          ERROR, "corrupt audio data"),
     Case("text_wav", _bytes("notes.wav", lambda d, s: b"this is not audio\nat all\n"), ERROR, "not a readable audio file"),
@@ -184,6 +188,8 @@ CASES = [
     Case("unreadable", _unreadable, ERROR, "ermission denied"),
     Case("unicode_name", _with("señal_日本語_ünï.wav", lambda x: x), OK),
     Case("space_name", _with("with some spaces.flac", lambda x: x), OK),
+    Case("blank_name_wav", _with("meeting 2024.wav", lambda x: x), OK),  # RTTM id meeting_2024
+    Case("tab_name", _with("tab\tand  blanks.wav", lambda x: x), OK),  # RTTM id tab_and__blanks
 ]
 NAMES = [c.name for c in CASES]
 BY_NAME = {c.name: c for c in CASES}
@@ -204,6 +210,16 @@ def _error_lines(res: Result, path: Path | str) -> list[str]:
 
 def _all_error_lines(res: Result) -> list[str]:
     return [line for line in res.stderr.splitlines() if line.startswith("speechattn: error:")]
+
+
+def _check_warnings(res: Result, path: Path, case: Case, ok: bool) -> None:
+    """The case's warning about ``path`` (``FILE: ...``, from speechattn.audio), once for each
+    time the command read it; no audio warning about a file without one."""
+    lines = [line for line in res.stderr.splitlines() if line.startswith(f"{path}: ")]
+    if ok and case.warning:
+        assert lines and set(lines) == {f"{path}: {case.warning}"}, res.stderr
+    else:
+        assert lines == [], res.stderr
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -289,6 +305,7 @@ def _check_single(res: Result, path: Path, case: Case, ok: bool, records: dict[s
         assert case.words in lines[0], lines[0]
         assert records == {}
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    _check_warnings(res, path, case, ok)
 
 
 def _check_batch(res: Result, path: Path, case: Case, ok: bool, records: dict[str, dict]) -> None:
@@ -298,6 +315,7 @@ def _check_batch(res: Result, path: Path, case: Case, ok: bool, records: dict[st
         assert lines == [] and str(path) in records, res.stderr
     else:
         assert len(lines) == 1 and case.words in lines[0] and str(path) not in records, res.stderr
+    _check_warnings(res, path, case, ok)
 
 
 # ----------------------------------------------------------------------------- label / transcribe / embed
@@ -318,9 +336,57 @@ def test_label(name, cases, label_run, batches):
         assert all(0 <= s["start"] < s["end"] <= r["duration"] + 1e-3 for s in r["segments"])
         if case.outcome == SHORT:
             assert r["duration"] < 0.03 and r["segments"] == []
-        elif name not in ("truncated_wav",):
-            assert r["duration"] == pytest.approx(1.5, abs=0.01)
+        else:  # a truncated file: what it holds
+            assert r["duration"] == pytest.approx(0.75 if name == "truncated_wav" else 1.5, abs=0.01)
     _check_batch(batches["label"], path, case, ok, _records(batches["label"]))
+
+
+@pytest.fixture(scope="module")
+def rttm_batch(cases, good, label_run, tmp_path_factory) -> tuple[Result, Path, dict[str, str]]:
+    """`label` in its default format, RTTM, one file per input in a folder: (result, folder, path
+    -> output name) for every case plus a good file."""
+    from speechattn.cli.batch import unique_name
+
+    out = tmp_path_factory.mktemp("rttm")
+    inputs = [good["speech"]] + [cases[n] for n in _usable(NAMES)]
+    used: set[str] = set()
+    names = {str(p): unique_name(p.stem, used) for p in inputs}  # the command's own naming
+    return _run("label", label_run, *inputs, "-o", out), out, names
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_label_rttm_whatever_the_name(name, cases, rttm_batch, batches):
+    """The default output format takes any file name: a valid RTTM (ten fields, the file id
+    without blanks) with the segments of the JSON output."""
+    from speechattn.data.labels import rttm_file_id
+
+    case = BY_NAME[name]
+    _skip_unusable(case)
+    res, out, names = rttm_batch
+    path = cases[name]
+    ok = _expect_ok("label", case.outcome)
+    rttm = out / f"{names[str(path)]}.rttm"
+    lines = _error_lines(res, path)
+    if ok:
+        assert lines == [] and rttm.is_file(), res.stderr
+        rows = [line.split(" ") for line in rttm.read_text().splitlines()]
+        file_id = rttm_file_id(names[str(path)])
+        assert all(len(r) == 10 and r[0] == "SPEAKER" and r[1] == file_id for r in rows), rows
+        assert not any(c.isspace() for c in file_id)
+        segments = _records(batches["label"])[str(path)]["segments"]
+        assert [(float(r[3]), float(r[3]) + float(r[4]), r[7]) for r in rows] == [
+            (pytest.approx(s["start"], abs=1e-6), pytest.approx(s["end"], abs=2e-3), s["label"]) for s in segments]
+    else:
+        assert len(lines) == 1 and case.words in lines[0] and not rttm.exists(), res.stderr
+    _check_warnings(res, path, case, ok)
+
+
+def test_rttm_batch_counts(rttm_batch, cases):
+    res, _, _ = rttm_batch
+    usable = _usable(NAMES)
+    done = 1 + sum(_expect_ok("label", BY_NAME[n].outcome) for n in usable)
+    assert f"{done} files done, {len(usable) + 1 - done} failed" in res.stderr, res.stderr[-500:]
+    assert "cannot write the result" not in res.stderr
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -381,6 +447,7 @@ def test_verify(name, cases, good, speaker_run):
         out = json.loads(res.stdout)
         assert -1.0 <= out["score"] <= 1.0 and out["first"] == str(path)
         assert _all_error_lines(res) == []
+        _check_warnings(res, path, case, True)
     else:
         assert res.exit_code == 2, res.output  # one file of two: an expected error, one line
         lines = _all_error_lines(res)
@@ -435,6 +502,7 @@ def test_evaluate(name, kind, cases, evaluations):
         assert len(lines) == 1, res.stderr
         if case.outcome != SHORT:
             assert case.words in lines[0]
+    _check_warnings(res, path, case, _expect_ok(kind, case.outcome))
     assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
 
 

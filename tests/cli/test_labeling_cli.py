@@ -81,6 +81,43 @@ def test_label_files_textgrid_rttm_and_plot(run, inputs, tmp_path):
         (s["start"], s["end"], s["label"]) for s in records[str(a)]["segments"]]
 
 
+def test_file_names_with_blanks_get_valid_rttm_ids(run, inputs, tmp_path):
+    """`label RUN "meeting 2024.wav"` in the default format: the RTTM file id is meeting_2024
+    (each whitespace character as _), JSON keeps the path, and evaluate reads the RTTM back."""
+    from speechattn.audio import load_audio, save_audio
+
+    run_dir, _, _ = run
+    (a, _), _ = inputs
+    wave, rate = load_audio(a)
+    folder = tmp_path / "odd names"
+    folder.mkdir()
+    meeting, tabbed = folder / "meeting 2024.wav", folder / "tab\tand  two.wav"
+    for path in (meeting, tabbed):
+        save_audio(path, wave, rate)
+    res = _run("label", run_dir, meeting, tabbed)
+    assert res.exit_code == 0, res.output
+    assert "2 files done" in res.stderr and "error" not in res.stderr
+    rows = [line.split(" ") for line in res.stdout.splitlines()]
+    assert rows and all(len(r) == 10 and r[0] == "SPEAKER" for r in rows)
+    assert {r[1] for r in rows} == {"meeting_2024", "tab_and__two"}
+    # -o DIR: the file keeps the name, the id inside is the RTTM one
+    res = _run("label", run_dir, meeting, "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    rttm = tmp_path / "out" / "meeting 2024.rttm"
+    assert set(read_rttm(rttm)) == {"meeting_2024"}
+    res = _run("label", run_dir, meeting, "--format", "json")
+    assert json.loads(res.stdout)["file"] == str(meeting)
+    # evaluate matches the audio to that RTTM (an RTTM of the folder, by the id of its name)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / meeting.name).symlink_to(meeting)
+    (data / "labels.rttm").write_text(rttm.read_text())
+    res = _run("evaluate", run_dir, "--data", data)
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout)
+    assert metrics["files"] == 1 and metrics["f1"] == pytest.approx(1.0)  # the same labels again
+
+
 def test_label_usage_errors(run, inputs, tmp_path):
     run_dir, _, _ = run
     (a, _), _ = inputs

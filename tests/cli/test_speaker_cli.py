@@ -10,6 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from speechattn.cli.main import main
+from speechattn.data.featcache import extract_features
+from speechattn.data.splits import resolve_manifest
+from speechattn.inference import SpeakerRecognizer
+from speechattn.utils.paths import data_root
+from tests.reference_metrics import all_pair_cosine_trials, reference_eer, reference_min_dcf
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +67,11 @@ def test_verify_prints_score_and_decision(tiny_run, audio):
     res = _run("verify", run_dir, audio["jackson_a"], audio["jackson_b"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)  # stderr has the "speaker model on ... in ..." line
-    assert -1.0 <= out["score"] <= 1.0
+    # the cosine of the Python API's embeddings of the same files, and the run's calibrated threshold
+    model = SpeakerRecognizer.from_run(run_dir)  # the command's default device, "auto"
+    a, b = (model.embed_file(audio[k]).double().numpy() for k in ("jackson_a", "jackson_b"))
+    assert out["score"] == pytest.approx(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)), abs=2e-6)
+    assert out["threshold"] == pytest.approx(json.loads((run_dir / "model.json").read_text())["threshold"], abs=1e-6)
     assert out["same_speaker"] == (out["score"] >= out["threshold"])
     res = _run("verify", run_dir, audio["jackson_a"], audio["jackson_b"], "--threshold", "2")
     assert json.loads(res.stdout)["same_speaker"] is False
@@ -95,7 +104,14 @@ def test_evaluate_prints_metrics_and_det(tiny_run, audio):
     assert res.exit_code == 0, res.output
     metrics = json.loads(res.stdout)
     assert metrics["utterances"] == 300 and metrics["speakers"] == 6
-    assert 0.0 <= metrics["eer"] <= 100.0 and 0.0 <= metrics["min_dcf"] <= 1.0
+    # EER and minDCF of all pairs, recomputed from the Python API's embeddings of the same files
+    model = SpeakerRecognizer.from_run(run_dir)  # the command's default device, "auto"
+    fs = extract_features(resolve_manifest("fsdd:test", data_root()), model.extractor, progress=False)
+    scores, target = all_pair_cosine_trials(model.embed_features(fs.feats).double().numpy(),
+                                            [str(u.speaker) for u in fs.manifest])
+    assert (metrics["trials"], metrics["target_trials"]) == (len(scores), int(target.sum())) == (44850, 7350)
+    assert metrics["eer"] == pytest.approx(100.0 * reference_eer(scores, target), abs=1e-3)
+    assert metrics["min_dcf"] == pytest.approx(reference_min_dcf(scores, target), abs=1e-3)
     assert det.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -21,6 +21,7 @@ from speechattn.data.labels import (
     read_label_file,
     read_rttm,
     read_textgrid,
+    rttm_file_id,
     segments_to_frames,
     write_frame_labels,
     write_rttm,
@@ -70,6 +71,26 @@ def test_rttm_round_trip_and_other_record_types(tmp_path):
     out = read_rttm(path)
     assert out["meeting"] == segs
     assert out["other"] == [Segment(3.0, 3.5, "carol")]  # the zero-length segment is dropped
+
+
+@pytest.mark.parametrize("name, file_id", [
+    ("meeting", "meeting"),
+    ("meeting 2024", "meeting_2024"),
+    ("  two  blanks ", "__two__blanks_"),  # one _ per character: the id keeps the name's length
+    ("tab\tnew\nline\rcr", "tab_new_line_cr"),
+    ("no\u00a0break\u2003em\u3000wide", "no_break_em_wide"),  # no-break, em and ideographic spaces
+    ("señal_日本語-ünï.v2", "señal_日本語-ünï.v2"),  # anything else is kept
+    ("", "unnamed"),
+])
+def test_rttm_file_id_of_any_name_is_valid_and_reads_back(name, file_id):
+    assert rttm_file_id(name) == file_id
+    buf = io.StringIO()
+    write_rttm(rttm_file_id(name), [Segment(0.5, 1.0, "speech")], buf)
+    assert buf.getvalue() == f"SPEAKER {file_id} 1 0.500 0.500 <NA> <NA> speech <NA> <NA>\n"
+    assert len(buf.getvalue().split()) == 10
+    if name != file_id:  # the writer itself stays strict
+        with pytest.raises(ValueError, match="cannot be empty or contain blanks"):
+            write_rttm(name, [], io.StringIO())
 
 
 @pytest.mark.parametrize("line, problem", [
@@ -207,6 +228,20 @@ def test_load_labelled_folder_siblings_union_and_skips(tmp_path, speechocean_dir
     (tmp_path / f"{a}.TextGrid").write_text("broken")
     with pytest.raises(LabelError, match=f"{a}.TextGrid"):
         load_labelled(tmp_path)
+
+
+def test_load_labelled_matches_the_rttm_id_of_a_name_with_blanks(tmp_path, speechocean_dir):
+    """The RTTM that `speechattn label` writes for "meeting 2024.ogg" (id meeting_2024) labels it;
+    an id equal to the stem itself still wins."""
+    src = sorted((speechocean_dir / "audio").glob("SPEAKER0001/*.ogg"))[0]
+    os.symlink(src, tmp_path / "meeting 2024.ogg")
+    os.symlink(src, tmp_path / "plain.ogg")
+    (tmp_path / "all.rttm").write_text("SPEAKER meeting_2024 1 0.2 1.0 <NA> <NA> speech <NA> <NA>\n"
+                                       "SPEAKER plain 1 0.5 1.0 <NA> <NA> speech <NA> <NA>\n")
+    data = load_labelled(tmp_path)
+    assert [(i.id, i.segments) for i in data.items] == [("meeting 2024", (Segment(0.2, 1.2, "speech"),)),
+                                                        ("plain", (Segment(0.5, 1.5, "speech"),))]
+    assert not data.skipped
 
 
 def test_frame_grid_round_trips_through_its_stored_form():

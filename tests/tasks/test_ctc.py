@@ -114,15 +114,63 @@ def run(tmp_path_factory, speechocean_dir):
 def test_tiny_run_writes_a_loadable_model(run, speechocean_dir):
     run_dir, summary = run
     assert summary["metric"] == "per" and summary["epochs"] == 2
-    assert 0.0 <= summary["dev"]["per"] and math.isfinite(summary["dev"]["per"])
     info = json.loads((run_dir / "model.json").read_text())
     assert info["task"] == "ctc" and info["tokenizer"]["kind"] == "phones"
     lexicon = Lexicon.read(speechocean_dir / "lexicon.txt", strip_stress=True)
+    # (Two tiny epochs may leave every hypothesis empty, PER 1: the constructed case below has
+    # substitutions, deletions and insertions.)
+    errors, length = _dev_phone_errors_of_the_saved_model(run_dir, speechocean_dir, lexicon)
+    assert length > 100 and summary["dev"]["per"] == pytest.approx(errors / length, abs=1e-12)
     tokenizer = tokenizer_from_dict(info["tokenizer"])
     assert tokenizer.tokens[0] == "<blank>" and set(tokenizer.tokens[1:]) == set(lexicon.phones)
     assert len(lexicon.phones) == 39  # ARPAbet without stress
     assert info["grid"]["hop"] == pytest.approx(0.04)
     assert (run_dir / "log.csv").read_text().count("\n") >= 3  # header + 2 epochs
+
+
+def _dev_phone_errors_of_the_saved_model(run_dir, speechocean_dir, lexicon):
+    """(phone errors, reference phones) of the saved model on the run's dev utterances, by hand:
+    its greedy phones against the first pronunciations of the transcript's words, Levenshtein."""
+    from speechattn.data.featcache import extract_features
+    from speechattn.data.manifest import Manifest
+    from speechattn.data.splits import resolve_manifest
+    from speechattn.inference import Transcriber
+    from tests.reference_metrics import edit_distance
+
+    model = Transcriber.from_run(run_dir)  # the device training evaluated on ("auto")
+    dev = resolve_manifest("dev", speechocean_dir)
+    step = len(dev) / 12  # data.max_dev_utterances=12, evenly spread
+    kept = {dev[int(i * step)].id for i in range(12)}
+    utterances = [u for u in dev if u.id in kept and all(w in lexicon for w in u.text.split())]
+    fs = extract_features(Manifest(utterances), model.extractor, progress=False)
+    assert not fs.failures and len(fs.manifest) >= 10
+    with torch.inference_mode():  # fp32, as training evaluated (train.precision=fp32)
+        hyps = model.decode_features(fs.feats, beam=1)
+    phones = model.tokenizer.tokens  # id -> phone (0: the blank, never in a hypothesis)
+    errors = length = 0
+    for utt, hyp in zip(fs.manifest, hyps):
+        ref = [p for w in utt.text.split() for p in lexicon.pronunciation(w)]
+        errors += edit_distance(ref, [phones[t] for t in hyp.tokens])
+        length += len(ref)
+    return errors, length
+
+
+def test_dev_per_sums_the_edits_over_the_utterances():
+    """CTCTask.evaluate on hypotheses with known edits: PER = all edits / all reference phones."""
+    from speechattn.decoding.ctc import CTCHypothesis
+    from speechattn.text import PhoneTokenizer
+
+    tokenizer = PhoneTokenizer(["AA", "B", "K", "T"])
+    ids = {p: tokenizer.tokens.index(p) for p in tokenizer.tokens[1:]}
+    pairs = [("AA B K", "AA T K"),  # 1 substitution
+             ("B B T AA", "B T"),  # 2 deletions
+             ("K", "K K AA")]  # 2 insertions
+    task = SimpleNamespace(
+        tokenizer=tokenizer, dev_feats=[torch.zeros(5, 1)] * 3,
+        dev_targets=[[ids[p] for p in ref.split()] for ref, _ in pairs],
+        decode=lambda feats: [CTCHypothesis([ids[p] for p in hyp.split()], 0.0) for _, hyp in pairs])
+    metrics = CTCTask.evaluate(task)
+    assert metrics == pytest.approx({"per": 5 / 8, "per_sub": 1 / 8, "per_del": 2 / 8, "per_ins": 2 / 8})
 
 
 def test_words_missing_from_the_lexicon_are_skipped_and_counted(tmp_path, speechocean_dir, caplog):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ from speechattn.recipes.schema import ConfigError
 from speechattn.tasks import train_recipe
 from speechattn.tasks.labeling import LabelTask
 from tests.labeling_support import TINY_RECIPE, tiny_label_run
+from tests.reference_metrics import f1_precision_recall, frame_counts
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +28,61 @@ def run(tmp_path_factory, speechocean_dir):
     return tiny_label_run(tmp_path_factory, speechocean_dir)
 
 
+def _check_dev_metrics_against_the_saved_model(run_dir, folders, dev):
+    """The run's dev F1 and precision, recounted by hand from the saved model's segments of the 4
+    dev recordings against dev.rttm on the 10 ms grid. The labels come from the streaming path
+    (as `speechattn evaluate`), which reproduces training's offline labels to about 0.01."""
+    from speechattn.data.labels import read_rttm
+
+    labeler = Labeler.from_run(run_dir)
+    reference = read_rttm(folders["dev"] / "dev.rttm")
+    counts = np.zeros(3, dtype=np.int64)
+    for path in sorted(folders["dev"].glob("*.ogg")):
+        result = labeler.label_file(path)
+        counts += frame_counts([(s.start, s.end) for s in reference[path.stem]],
+                               [(s.start, s.end) for s in result.segments], result.duration)
+    f1, precision, _ = f1_precision_recall(*counts.tolist())
+    assert counts[0] > 100 and counts[1] + counts[2] > 0  # speech found, and some errors to count
+    assert dev["f1"] == pytest.approx(f1, abs=0.01)
+    assert dev["precision"] == pytest.approx(precision, abs=0.01)
+
+
+def test_dev_metrics_count_frames_over_all_recordings():
+    """LabelTask.evaluate on posteriors with known frames: two recordings, 400 true positive,
+    100 false positive and 300 false negative frames in all (F1 2/3, not the mean of the two
+    recordings' F1s)."""
+    from types import SimpleNamespace
+
+    from speechattn.data.labels import FrameGrid
+    from speechattn.decoding.segments import PostprocessConfig
+
+    grid = FrameGrid(hop=0.04, offset=0.02)  # frame j stands for [0.04 j, 0.04 (j + 1))
+    active = np.zeros((250, 1), dtype=np.float32)
+    active[50:175] = 1.0  # speech from 2 s to 7 s
+    recipe = SimpleNamespace(features=SimpleNamespace(frame_shift=160, frame_length=400, sample_rate=16000),
+                             eval=SimpleNamespace(step=0.01), postprocess=PostprocessConfig())
+    task = SimpleNamespace(
+        recipe=recipe, classes=["speech"], grid=grid, dev_feats=[torch.zeros(999, 40)] * 2,  # 10 s each
+        dev_items=[SimpleNamespace(segments=[Segment(1.0, 5.0, "speech"), Segment(6.0, 8.0, "speech")]),
+                   SimpleNamespace(segments=[Segment(0.5, 1.5, "speech")])],
+        posteriors=lambda feats: [active, np.zeros_like(active)])
+    metrics = LabelTask.evaluate(task)
+    # first recording: hypothesis [2, 7) against [1, 5) + [6, 8): tp 300 + 100, fp 100, fn 100 + 100;
+    # second: nothing found against [0.5, 1.5): fn 100
+    assert metrics["precision"] == pytest.approx(400 / 500) and metrics["recall"] == pytest.approx(400 / 700)
+    assert metrics["f1"] == pytest.approx(2 / 3)
+    assert metrics["detection_error_rate"] == pytest.approx(400 / 700)
+
+
 def test_training_from_audio_and_textgrid_writes_a_complete_run(run):
-    run_dir, summary, _ = run
+    run_dir, summary, folders = run
     for name in ("config.yaml", "model.safetensors", "model.json", "metrics.json", "log.csv", "checkpoints/last.pt"):
         assert (run_dir / name).exists(), name
     info = json.loads((run_dir / "model.json").read_text())
     assert info["classes"] == ["speech"] and info["mode"] == "single" and info["train_files"] == 12
     assert info["grid"]["hop"] == pytest.approx(0.04) and info["cmvn_frames"] > 1000
     assert summary["epochs"] == 2 and summary["metric"] == "f1"
-    assert 0.0 <= summary["dev"]["f1"] <= 1.0 and 0.0 <= summary["dev"]["precision"] <= 1.0
+    _check_dev_metrics_against_the_saved_model(run_dir, folders, summary["dev"])
     recipe = load_task_recipe(run_dir / "config.yaml")
     assert isinstance(recipe, LabelRecipe) and recipe.model.encoder.d_model == 32
     # The CMVN statistics of the training data travel with the weights.

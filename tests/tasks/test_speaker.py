@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from speechattn.recipes import load_task_recipe
 from speechattn.tasks import choose_run_dir, train_recipe
+from tests.reference_metrics import all_pair_cosine_trials, reference_eer
 
 FSDD_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "speaker_fsdd.yaml"
 
@@ -20,10 +23,51 @@ def test_training_writes_a_complete_run(tiny_run):
         assert (run_dir / name).exists(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["metric"] == "accuracy"
-    assert 0.0 <= metrics["dev"]["accuracy"] <= 100.0 and 0.0 <= metrics["dev"]["eer"] <= 100.0
+    _check_dev_metrics_against_the_saved_model(run_dir, metrics["dev"])
     # The saved recipe holds the overrides and reloads into the same typed config.
     recipe = load_task_recipe(run_dir / "config.yaml")
     assert recipe.model.encoder.d_model == 32 and recipe.data.train == "fsdd:train"
+
+
+def _spread(manifest, count):
+    """``count`` utterances evenly spread over ``manifest`` (data.max_*_utterances)."""
+    from speechattn.data.manifest import Manifest
+
+    step = len(manifest) / count
+    return Manifest([manifest[int(i * step)] for i in range(count)])
+
+
+def _check_dev_metrics_against_the_saved_model(run_dir, dev):
+    """The run's dev EER and identification accuracy, recomputed from the saved model's
+    embeddings of the same utterances with the reference metrics."""
+    from speechattn.data.featcache import extract_features
+    from speechattn.data.splits import resolve_manifest
+    from speechattn.inference import SpeakerRecognizer
+    from speechattn.models.speaker import embed_feature_list
+    from speechattn.utils.paths import data_root
+
+    model = SpeakerRecognizer.from_run(run_dir)  # the device training evaluated on ("auto")
+
+    def embeddings(data, count):
+        fs = extract_features(_spread(resolve_manifest(data, data_root()), count), model.extractor, progress=False)
+        assert not fs.failures
+        with torch.inference_mode():  # fp32, as training evaluated (train.precision=fp32)
+            emb = embed_feature_list(model.embedder, fs.feats, model.recipe.normalize, device=model.device)
+        return emb.numpy().astype(np.float64), [str(u.speaker) for u in fs.manifest]
+
+    dev_emb, dev_speakers = embeddings("fsdd:test", 60)  # data.dev, data.max_dev_utterances=60
+    scores, target = all_pair_cosine_trials(dev_emb, dev_speakers)
+    assert target.sum() > 100 and (~target).sum() > 1000
+    assert dev["eer"] == pytest.approx(100.0 * reference_eer(scores, target), abs=0.01)
+    # closed-set identification: the nearest mean direction of the training speakers' utterances
+    train_emb, train_speakers = embeddings("fsdd:train", 120)
+    names = sorted(set(train_speakers))
+    assert set(dev_speakers) <= set(names)
+    unit = train_emb / np.linalg.norm(train_emb, axis=1, keepdims=True)
+    centroids = np.stack([unit[[s == n for s in train_speakers]].sum(0) for n in names])
+    guesses = (dev_emb @ (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).T).argmax(1)
+    accuracy = 100.0 * np.mean([names[g] == s for g, s in zip(guesses, dev_speakers)])
+    assert dev["accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
 
 def test_resume_extends_a_finished_run(tiny_run, tmp_path):
