@@ -118,4 +118,12 @@ def test_a_wheel_works_from_a_clean_folder_with_no_data_root(tmp_path):
     verdict = json.loads(cli("verify", "speaker", "a.wav", "b.wav"))
     assert -1.0 <= verdict["score"] <= 1.0 and "same_speaker" in verdict
     assert cli("transcribe", "phones", "a.wav").startswith("a.wav\t")
+    # the shipped VAD from Python, as a base install would: no training or plotting library loaded
+    code = ("import sys, speechattn\n"
+            "r = speechattn.load('vad').label_file('a.wav')\n"
+            "print(sorted(m for m in ('tensorboard', 'matplotlib', 'webdataset') if m in sys.modules))\n"
+            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith(('speechattn.training', "
+            "'speechattn.tasks'))}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "[]"]
     assert wheel.stat().st_size < 40e6
