@@ -40,8 +40,7 @@ from speechattn.utils.device import autocast, resolve_device, resolve_precision
 from speechattn.utils.messages import one_line
 
 __all__ = ["load_run_recipe", "load_run", "load_run_model", "open_model", "run_card", "RunModel", "ModelFileError",
-           "model_device",
-           "prepare_inference", "RunPredictor"]
+           "model_device", "prepare_inference", "RunPredictor"]
 
 log = logging.getLogger(__name__)
 
