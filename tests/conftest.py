@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,15 @@ def tiny_run(tmp_path_factory, fsdd_dir):
     summary = train_recipe(Path(__file__).parent.parent / "recipes" / "speaker_fsdd.yaml", TINY_SPEAKER,
                            run_dir=run_dir, progress=False)
     return run_dir, summary
+
+
+@pytest.fixture
+def restore_cli_logging() -> Iterator[None]:
+    """The CLI configures the ``speechattn`` logger; undo it after the test (CLI test modules
+    use it for every test: ``pytestmark = pytest.mark.usefixtures("restore_cli_logging")``)."""
+    logger = logging.getLogger("speechattn")
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    yield
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]
+    logger.propagate = saved[2]

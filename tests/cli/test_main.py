@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -21,16 +19,7 @@ from speechattn.cli import main as cli
 from speechattn.cli.main import main
 from speechattn.recipes.schema import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the ``speechattn`` logger; undo it after each test."""
-    logger = logging.getLogger("speechattn")
-    saved = (logger.level, list(logger.handlers), logger.propagate)
-    yield
-    logger.setLevel(saved[0])
-    logger.handlers[:] = saved[1]
-    logger.propagate = saved[2]
+pytestmark = pytest.mark.usefixtures("restore_cli_logging")
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -4,7 +4,6 @@ every task registers once (:mod:`speechattn.recipes.registry`) and a new task ne
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,15 +123,7 @@ def test_registering_checks_names_aliases_and_commands():
 
 # ----------------------------------------------------------------------------- through the CLI
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the ``speechattn`` logger; undo it after each test."""
-    logger = logging.getLogger("speechattn")
-    saved = (logger.level, list(logger.handlers), logger.propagate)
-    yield
-    logger.setLevel(saved[0])
-    logger.handlers[:] = saved[1]
-    logger.propagate = saved[2]
+pytestmark = pytest.mark.usefixtures("restore_cli_logging")
 
 
 def run(*args: str) -> Result:
