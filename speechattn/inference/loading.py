@@ -15,15 +15,11 @@ task's predictor class loads it.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from speechattn.inference.runs import load_run_recipe
-from speechattn.models.files import MODEL_FILE
-from speechattn.models.modelfile import read_header
-from speechattn.models.pretrained import shipped_model_path, shipped_models
+from speechattn.inference.runs import load_run_recipe, locate_model
 from speechattn.recipes.registry import get_task, resolve
 
 __all__ = ["load", "model_task", "predictor_class"]
@@ -37,22 +33,8 @@ def predictor_class(task: str) -> type:
 def model_task(source: str | os.PathLike[str]) -> str:
     """The task of a shipped model name, a model file or a run folder, read cheaply (a header or
     ``config.yaml``, not the weights)."""
-    path = Path(source)
-    if path.is_dir():
-        return str(load_run_recipe(path).task)
-    if path.is_file():
-        if path.name == MODEL_FILE and (path.parent / "config.yaml").is_file():
-            try:
-                return read_header(path).task
-            except ValueError:
-                return str(load_run_recipe(path.parent).task)
-        return read_header(path).task
-    shipped = shipped_model_path(str(source))
-    if shipped is not None:
-        return read_header(shipped).task
-    names = ", ".join(shipped_models()) or "none installed"
-    raise FileNotFoundError(f"{source}: no such model: not a shipped model name ({names}), "
-                            "a model file or a run folder")
+    path, header = locate_model(source)
+    return header.task if header is not None else str(load_run_recipe(path).task)
 
 
 def load(source: str | os.PathLike[str], device: str | torch.device = "auto", **kwargs: Any) -> Any:

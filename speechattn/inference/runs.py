@@ -31,7 +31,7 @@ from speechattn.models.files import (
     load_model,
     load_weights_into,
 )
-from speechattn.models.modelfile import ModelCard, ModelFile, ModelHeader, read_model_file
+from speechattn.models.modelfile import ModelCard, ModelFile, ModelHeader, read_header, read_model_file
 from speechattn.models.pretrained import shipped_model_path, shipped_models
 from speechattn.recipes import load_task_recipe, recipe_class
 from speechattn.recipes.inference import inference_sections, recipe_from_sections
@@ -39,8 +39,8 @@ from speechattn.recipes.registry import same_task
 from speechattn.utils.device import autocast, resolve_device, resolve_precision
 from speechattn.utils.messages import one_line
 
-__all__ = ["load_run_recipe", "load_run", "load_run_model", "open_model", "run_card", "RunModel", "ModelFileError",
-           "model_device", "prepare_inference", "RunPredictor"]
+__all__ = ["load_run_recipe", "load_run", "load_run_model", "locate_model", "open_model", "run_card", "RunModel",
+           "ModelFileError", "model_device", "prepare_inference", "RunPredictor"]
 
 log = logging.getLogger(__name__)
 
@@ -153,33 +153,48 @@ def _from_model_file(mf: ModelFile) -> RunModel:
     return RunModel(recipe, mf.weights, mf.header.info, path, path, mf.header.card)
 
 
+def locate_model(source: str | os.PathLike[str]) -> tuple[Path, ModelHeader | None]:
+    """Where the model named by ``source`` is: ``(model file, its header)`` for a shipped model
+    name or a model file, ``(run folder, None)`` for a run folder or a run's own
+    ``model.safetensors`` (whose header is not a model file's). Reads a header, not weights.
+
+    Raises:
+        FileNotFoundError: none of these (the message lists the shipped names).
+        ModelFileError: a file that is neither a model file nor a run's weights.
+    """
+    path = Path(source)
+    if path.is_dir():
+        return path, None
+    if path.is_file():
+        try:
+            return path, read_header(path)
+        except ModelFileError:
+            if path.name == MODEL_FILE and (path.parent / "config.yaml").is_file():
+                return path.parent, None  # a run's weights file: use its run folder
+            raise
+    shipped = shipped_model_path(str(source))
+    if shipped is not None and os.sep not in str(source):
+        return shipped, read_header(shipped)
+    names = ", ".join(shipped_models()) or "none installed"
+    raise FileNotFoundError(f"{source}: no such model: not a shipped model name ({names}), "
+                            "a model file or a run folder")
+
+
 def open_model(source: str | os.PathLike[str]) -> RunModel:
     """The model named by ``source``, whatever its task: a shipped model name (``vad``,
     ``speaker``, ``phones``: :func:`~speechattn.models.pretrained.shipped_models`), a model file
     (``speechattn export``), or a run folder (``speechattn train``; also a run's own
-    ``model.safetensors``, read with its folder's ``config.yaml``).
+    ``model.safetensors``, read with its folder's ``config.yaml``); see :func:`locate_model`.
 
     Raises:
         FileNotFoundError: none of these (the message lists the shipped names).
         ModelFileError / ConfigError (ValueErrors): a file or run that cannot be used.
     """
-    path = Path(source)
-    if path.is_dir():
+    path, header = locate_model(source)
+    if header is None:
         recipe = load_run_recipe(path)
         return _from_run_dir(path, recipe.task, f"{recipe.task} model")
-    if path.is_file():
-        try:
-            return _from_model_file(read_model_file(path))
-        except ModelFileError:
-            if path.name == MODEL_FILE and (path.parent / "config.yaml").is_file():
-                return open_model(path.parent)  # a run's weights file: use its run folder
-            raise
-    shipped = shipped_model_path(str(source))
-    if shipped is not None and os.sep not in str(source):
-        return _from_model_file(read_model_file(shipped))
-    names = ", ".join(shipped_models()) or "none installed"
-    raise FileNotFoundError(f"{source}: no such model: not a shipped model name ({names}), "
-                            "a model file or a run folder")
+    return _from_model_file(read_model_file(path))
 
 
 def load_run_model(source: str | os.PathLike[str], task: str, what: str,
