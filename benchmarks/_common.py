@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import torch
 
+from _provenance import provenance
+
 OUT_DIR = Path(__file__).resolve().parent / "out"
 _S = TypeVar("_S", bound="Sampler")
 
@@ -301,10 +303,13 @@ def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> N
 def write_json(name: str, payload: dict[str, Any], path: str | os.PathLike[str] | None = None,
                indent: int = 2) -> Path:
     """Write the results to ``path`` or ``benchmarks/out/<name>.json``, atomically (never a
-    half-written results file), creating the folder."""
+    half-written results file), creating the folder. Adds the ``provenance`` block (commit,
+    clean tree, lscpu model and flags, other load over this process's run: ``_provenance.py``)
+    unless the payload has one already."""
     from speechattn.utils.files import atomic_write_text
 
     out = Path(path) if path else OUT_DIR / f"{name}.json"
+    payload = {**payload, "provenance": payload.get("provenance") or provenance()}
     atomic_write_text(out, json.dumps(payload, indent=indent) + "\n")
     return out
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import random
 import signal
@@ -37,7 +36,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, print_table  # noqa: E402
+from _common import environment, print_table, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "speaker_fsdd.yaml"
@@ -241,8 +240,7 @@ def main() -> None:
         "environment": environment(),
         "work_dir": str(work),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_json("kill_resume", payload, args.out)
     print(f"wrote {args.out}", file=sys.stderr)
     if not payload["all_identical"]:
         sys.exit(1)

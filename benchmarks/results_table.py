@@ -6,6 +6,12 @@
 The second form runs COMMAND and writes ``benchmarks/results/NAME.time.json``: the command, the
 commit, its wall time, and the load average before and after (other jobs share the cores).
 Standard library only.
+
+Every JSON a row reads must carry provenance (``_provenance.py``: commit, clean tree, ``lscpu``
+model and flags, the other load during the run), written by the script that measured it. A
+training JSON written by ``train_time.py`` under ``--time NAME`` gets it from its
+``NAME.time.json`` (commit, clean flag, load, lscpu) and its own ``environment`` (the SIMD flags).
+The table is refused, naming the file, when one lacks it or was measured on a modified tree.
 """
 
 from __future__ import annotations
@@ -19,11 +25,45 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _provenance import LoadWindow, check, provenance  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+class MissingProvenance(ValueError):
+    """A results file a row reads has no usable provenance."""
+
+
 def load(name: str) -> dict:
-    return json.loads((RESULTS / name).read_text())
+    """The JSON ``name`` under results/, once its provenance is checked (MissingProvenance if not)."""
+    payload = json.loads((RESULTS / name).read_text())
+    block = payload.get("provenance") or derived_provenance(name, payload)
+    try:
+        check(name, {"provenance": block})
+    except ValueError as exc:
+        raise MissingProvenance(str(exc)) from None
+    return payload
+
+
+def derived_provenance(name: str, payload: dict) -> dict | None:
+    """The provenance of a training JSON written by ``train_time.py`` under ``results_table.py
+    --time STEM``: its ``STEM.time.json``'s block (or, in time files from before the blocks
+    existed, their commit, ``+dirty`` flag, CPU model and ``other_cores``) with the SIMD flags the
+    JSON's ``environment`` lists. None when there is no such pair."""
+    stem = name.removesuffix(".json")
+    timing = RESULTS / f"{stem}.time.json"
+    env = payload.get("environment")
+    if not timing.exists() or not isinstance(env, dict) or "command" not in payload:
+        return None
+    record = json.loads(timing.read_text())
+    if record.get("provenance"):
+        return record["provenance"]
+    commit = record.get("commit", "")
+    return {"script": "benchmarks/train_time.py", "commit": commit.removesuffix("+dirty"),
+            "clean": bool(commit) and not commit.endswith("+dirty"), "cpu_model": record.get("cpu"),
+            "cpu_flags": env.get("cpu_flags"), "other_load": {"other_cores": record.get("other_cores")},
+            "derived_from": timing.name}
 
 
 def git_commit() -> str:
@@ -51,6 +91,7 @@ def time_command(name: str, command: list[str]) -> None:
     """Run ``command``; record its wall time, the commit and the load around it. ``other_cores``:
     the cores kept busy by other processes during the run (all busy CPU time minus the command's)."""
     before, busy0, own0 = loadavg(), busy_cpu_seconds(), os.times()
+    window = LoadWindow()
     start = time.perf_counter()
     rc = subprocess.call(command)
     wall = time.perf_counter() - start
@@ -59,7 +100,8 @@ def time_command(name: str, command: list[str]) -> None:
     record = {"command": " ".join(command), "commit": git_commit(), "returncode": rc,
               "wall_s": round(wall, 1), "loadavg_before": before, "loadavg_after": loadavg(),
               "other_cores": round(max(0.0, (busy1 - busy0) - own) / wall, 2),
-              "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+              "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+              "provenance": provenance(window)}
     try:
         with open("/proc/cpuinfo") as f:
             record["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
@@ -79,7 +121,7 @@ def fmt(x: float) -> str:
 def wall_of(name: str) -> str:
     """The wall time that ``--time NAME`` recorded; § when other processes kept a quarter of a core
     or more busy on average during the run (its timings are then inflated)."""
-    record = load(f"{name}.time.json")
+    record = json.loads((RESULTS / f"{name}.time.json").read_text())
     seconds = record["wall_s"]
     wall = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
     return wall + (" §" if record["other_cores"] >= 0.25 else "")
@@ -186,10 +228,22 @@ def shipped() -> list[list[str]]:
 HEADER = ["Task", "Metric", "Split", "Ours", "Baseline, same run", "Cmd", "Wall", "JSON in benchmarks/results/"]
 
 
+SECTIONS = [shipped, speaker, fsdd, vad, attention, encoder, shards, reliability]
+
+
 def print_table() -> None:
+    """Print the table; refuse it (exit 1, naming each file) if a row's JSON lacks provenance."""
+    rows, refused = [], []
+    for section in SECTIONS:
+        try:
+            rows.extend(section())
+        except MissingProvenance as exc:
+            refused.append(str(exc))
+    if refused:
+        raise SystemExit("results_table.py: refused:\n  " + "\n  ".join(refused))
     print("| " + " | ".join(HEADER) + " |")
     print("|" + "|".join("---" for _ in HEADER) + "|")
-    for row in [*shipped(), *speaker(), *fsdd(), *vad(), *attention(), *encoder(), *shards(), *reliability()]:
+    for row in rows:
         print("| " + " | ".join(row) + " |")
 
 
