@@ -4,6 +4,8 @@
 #   make test     install (once), run the test suite
 #   make models   install (once), retrain the shipped models from scratch and export them into the package
 #   make bench    attention and encoder benchmarks
+#   make bench-peers  install the peers the comparison benchmarks run (silero-vad, webrtcvad,
+#                 SpeechBrain for ECAPA-TDNN), pinned, without touching torch
 #
 # Variables: SPEECHATTN_DATA (data root; default ../shared/data when that folder exists, else
 # ./data), PYTHON (default python3), TRAIN_ARGS (extra `speechattn train` options, e.g.
@@ -28,7 +30,7 @@ SPEECHOCEAN762_CHECKSUM ?= --no-verify
 MODELS ?=
 MODELS_ARGS ?=
 
-.PHONY: help install train test bench models
+.PHONY: help install train test bench bench-peers models
 
 help:
 	@echo "make train   install, prepare the data if missing, train $(RECIPE)"
@@ -65,6 +67,12 @@ models: install
 		$(if $(filter --no-verify,$(SPEECHOCEAN762_CHECKSUM)),--no-verify,$(if $(SPEECHOCEAN762_CHECKSUM),--checksum $(SPEECHOCEAN762_CHECKSUM))); fi
 	@if [ ! -d "$(SPEECHATTN_DATA)/noise" ]; then $(SPEECHATTN) data prepare noise; fi
 	$(PYTHON) benchmarks/train_models.py $(MODELS_ARGS) $(MODELS)
+
+# The peers of benchmarks/vad_baseline.py and benchmarks/speaker_baseline.py (not speechattn
+# dependencies). --no-deps: their requirements would replace the pinned torch / torchaudio.
+bench-peers: install
+	$(PYTHON) -m pip install --no-deps silero-vad==6.2.3 webrtcvad-wheels==2.0.14.post1 \
+		speechbrain==1.1.2 hyperpyyaml==1.2.3 "ruamel.yaml>=0.17.28,<0.19"
 
 bench: install
 	$(PYTHON) benchmarks/attention.py
