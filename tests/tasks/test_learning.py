@@ -8,9 +8,10 @@ metrics with a baseline computed here from the dev labels (constant output) or m
 (untrained model). The seed values recorded in each docstring were measured with these overrides
 (``train.seed`` changed by hand); thresholds sit well between them and the baselines.
 
-A broken model fails them: with the model's output replaced by a constant (by hand), or
-untrained (``train.lr=1e-12`` appended to the overrides, by hand), each stops at a "did not
-learn" assertion.
+A broken model fails them: :func:`test_a_model_with_constant_output_does_not_pass` (marked
+``slow``: ``make test-slow``) runs each check with the model's output replaced by a constant and
+expects its "did not learn" assertion. The untrained model (``train.lr=1e-12`` appended to the
+overrides, by hand) fails them too.
 """
 
 from __future__ import annotations
@@ -167,3 +168,50 @@ def check_ctc_learns(tmp_path: Path, speechocean_dir: Path) -> None:
     assert per <= min(1.0, one_phone_per) - 0.3, f"did not learn: {summary['dev']}, one-phone PER {one_phone_per:.3f}"
     assert summary["dev"]["per_del"] < 0.5, f"did not learn: {summary['dev']}"  # not (mostly) blank
 
+
+def _constant_embedding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from speechattn.models.speaker import SpeakerEmbedder
+
+    forward = SpeakerEmbedder.forward
+    # The same embedding for every input (times 0 keeps the graph: the loss still backpropagates).
+    monkeypatch.setattr(SpeakerEmbedder, "forward", lambda self, *a, **k: forward(self, *a, **k) * 0 + 1)
+
+
+def _constant_logits(index: int | None):
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        from speechattn.models.frame_head import FrameHeadModel
+
+        forward = FrameHeadModel.forward
+
+        def constant(self, *args, **kwargs):
+            logits, lengths = forward(self, *args, **kwargs)
+            out = logits * 0
+            if index is not None:
+                out[..., index] = 10.0
+            return out, lengths
+
+        # The output the evaluation decodes (FrameHeadModel.forward): the same for every frame.
+        monkeypatch.setattr(FrameHeadModel, "forward", constant)
+
+    return patch
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task, patch", [
+    ("speaker", _constant_embedding),  # nearest centroid: one speaker for all (16.7 %), EER 50 %
+    ("vad", _constant_logits(None)),  # equal logits: speech posterior 0.5, no speech found (F1 0)
+    ("vad", _constant_logits(1)),  # speech on every frame: F1 = the all-speech baseline
+    ("ctc", _constant_logits(None)),  # equal logits: the blank (index 0) wins, PER 1.0
+    ("ctc", _constant_logits(1)),  # one phone on every frame, collapsed: PER about 0.98
+], ids=["speaker-constant", "vad-no-speech", "vad-all-speech", "ctc-blank", "ctc-one-phone"])
+def test_a_model_with_constant_output_does_not_pass(task, patch, tmp_path, monkeypatch, request):
+    """The learning checks above can fail: with the model's output replaced by a constant, each
+    stops at its "did not learn" assertion (not at a set-up check, not with another error)."""
+    corpora = {"speaker": ("fsdd_dir", "noise_dir"), "vad": ("speechocean_dir", "noise_dir"),
+               "ctc": ("speechocean_dir",)}
+    dirs = [request.getfixturevalue(name) for name in corpora[task]]  # skips without the corpora
+    check = {"speaker": lambda: check_speaker_learns(tmp_path), "vad": lambda: check_vad_learns(tmp_path),
+             "ctc": lambda: check_ctc_learns(tmp_path, dirs[0])}[task]
+    patch(monkeypatch)
+    with pytest.raises(AssertionError, match="did not learn"):
+        check()
