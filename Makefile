@@ -1,7 +1,8 @@
 # speechattn: set-up, main job, tests, benchmarks.
 #
 #   make train    install (once), fetch the corpora if the data root lacks them, train recipes/speaker.yaml
-#   make test     install (once), run the test suite
+#   make test     install (once), run the test suite (without the tests marked slow)
+#   make test-slow  install (once), run only the tests marked slow
 #   make models   install (once), retrain the shipped models from scratch and export them into the package
 #   make bench    attention and encoder benchmarks
 #   make bench-peers  install the peers the comparison benchmarks run (silero-vad, webrtcvad,
@@ -30,11 +31,12 @@ SPEECHOCEAN762_CHECKSUM ?= --no-verify
 MODELS ?=
 MODELS_ARGS ?=
 
-.PHONY: help install train test bench bench-peers models
+.PHONY: help install train test test-slow bench bench-peers models
 
 help:
 	@echo "make train   install, prepare the data if missing, train $(RECIPE)"
-	@echo "make test    install, run the tests"
+	@echo "make test    install, run the tests (not the slow ones)"
+	@echo "make test-slow  install, run only the slow tests"
 	@echo "make bench   run the attention and encoder benchmarks"
 	@echo "make models  retrain the shipped models (vad, speaker, phones) and export them into the package"
 	@echo "data root:   SPEECHATTN_DATA=$(SPEECHATTN_DATA)"
@@ -59,6 +61,9 @@ train: install
 
 test: install
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: install
+	$(PYTHON) -m pytest -q -m slow $(PYTEST_ARGS)
 
 # The models shipped in the package (recipes/models.yaml): each trained from scratch into
 # runs/models/NAME, timed, and exported to speechattn/models/pretrained/NAME.safetensors.
