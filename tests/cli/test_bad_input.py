@@ -10,7 +10,7 @@ truncated WAV) gives its warning line ``FILE: ...`` on stderr, and no other file
 
 The tiny trained runs come from the shared fixtures (tests/conftest.py, tests/labeling_support.py,
 tests/ctc_support.py). The 4-hour case (a sparse WAV, mostly silence) takes minutes through the
-five commands on two cores, so it only runs with ``SPEECHATTN_SLOW_TESTS=1``; the memory of the
+five commands on two cores, so it is marked ``slow`` (``make test-slow``); the memory of the
 commands on it is measured by benchmarks/inference_memory.py.
 """
 
@@ -37,7 +37,6 @@ from tests.labeling_support import tiny_label_run
 
 RATE = 16000
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-SLOW = os.environ.get("SPEECHATTN_SLOW_TESTS") == "1"
 
 #: Outcomes: every command gives a result ("ok"), or an error line ("error"); "short" is audio
 #: shorter than one feature frame: `label` and `transcribe` give an empty result (no segments,
@@ -568,7 +567,7 @@ def test_memory_error_on_one_file_is_that_files_error(cases, good, label_run, sp
     assert res.exit_code == 2 and _all_error_lines(res) == [f"speechattn: error: {bad}: out of memory"]
 
 
-@pytest.mark.skipif(not SLOW, reason="a 4-hour file through five commands takes minutes: set SPEECHATTN_SLOW_TESTS=1")
+@pytest.mark.slow  # a 4-hour file through five commands takes minutes: make test-slow
 def test_four_hour_file(tmp_path, source, good, speaker_run, label_run, ctc_run):
     path = sparse_wav(tmp_path / "four hours.wav", 4 * 3600, 8000, speech=source[0][::2], every=600.0)
     res = _run("label", label_run, path, "--format", "json")
