@@ -35,6 +35,10 @@ class MissingProvenance(ValueError):
     """A results file a row reads has no usable provenance."""
 
 
+#: name -> provenance block of every JSON a row read (printed under the table).
+USED: dict[str, dict] = {}
+
+
 def load(name: str) -> dict:
     """The JSON ``name`` under results/, once its provenance is checked (MissingProvenance if not)."""
     if not (RESULTS / name).exists():
@@ -45,6 +49,7 @@ def load(name: str) -> dict:
         check(name, {"provenance": block})
     except ValueError as exc:
         raise MissingProvenance(str(exc)) from None
+    USED[name] = block
     return payload
 
 
@@ -263,6 +268,23 @@ def print_table() -> None:
     print("|" + "|".join("---" for _ in HEADER) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    print_provenance()
+
+
+#: The flags that decide kernel speed, shown per JSON (the block holds lscpu's full list).
+SHOWN_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def print_provenance() -> None:
+    """Where each JSON the table read came from: commit, script, CPU, other load."""
+    print("\n| JSON | commit | script | date (UTC) | CPU | SIMD | other cores |")
+    print("|---|---|---|---|---|---|---|")
+    for name, block in sorted(USED.items()):
+        flags = " ".join(f for f in SHOWN_FLAGS if f in block["cpu_flags"]) or "none of " + "/".join(SHOWN_FLAGS)
+        date = (block.get("date") or "n/r")[:16].replace("T", " ")
+        load = block["other_load"]["other_cores"]
+        print(f"| {name} | {block['commit'][:7]} | {block['script'].removeprefix('benchmarks/')} | {date} | "
+              f"{block['cpu_model']} | {flags} | {load:.2f} |")
 
 
 def main() -> None:
