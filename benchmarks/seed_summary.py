@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _provenance import check, provenance  # noqa: E402
 
-#: kind -> (our model, the baseline, the metric key in each model's train entry, its name)
-KINDS = {"asr": ("truncated", "conformer", "error_rate", "dev PER %"),
-         "speaker": ("truncated", "ecapa", "eer", "dev EER %")}
+#: kind -> (our model, the baseline, the metric key in each model's train entry, its name, the
+#: factor to percent: asr_baseline stores the error rate as a fraction, speaker_baseline EER in %)
+KINDS = {"asr": ("truncated", "conformer", "error_rate", "dev PER %", 100.0),
+         "speaker": ("truncated", "ecapa", "eer", "dev EER %", 1.0)}
 
 
 def seed_of(overrides: list[str]) -> int:
@@ -44,7 +45,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 def summarise(kind: str, paths: list[Path]) -> dict[str, Any]:
-    ours, base, key, label = KINDS[kind]
+    ours, base, key, label, scale = KINDS[kind]
     runs, commits, settings = [], set(), set()
     for path in paths:
         payload = json.loads(path.read_text())
@@ -61,7 +62,7 @@ def summarise(kind: str, paths: list[Path]) -> dict[str, Any]:
         if missing:
             raise SystemExit(f"seed_summary.py: {path}: no {key} for {', '.join(missing)} (a failed training?)")
         runs.append({"seed": seed_of(overrides), "source": str(path), "commit": block["commit"],
-                     ours: train[ours][key], base: train[base][key],
+                     ours: scale * train[ours][key], base: scale * train[base][key],
                      "ratio": train[ours][key] / train[base][key],
                      "steps": {m: train[m].get("steps") for m in (ours, base)},
                      "other_cores": block["other_load"]["other_cores"]})
