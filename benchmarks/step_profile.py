@@ -5,7 +5,7 @@ the recipe's shape (batch_size x crop frames x 80 mel bins), and the forward + b
 parts: the subsampling convolutions (at several channel counts) and everything after them.
 Prints a table and writes JSON; records the CPU and its SIMD flags.
 
-    python benchmarks/step_profile.py [--json benchmarks/results/step_profile_avx2.json] [--set KEY=VALUE ...]
+    python benchmarks/step_profile.py [--json benchmarks/results/step_profile.json] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
