@@ -1,8 +1,8 @@
 """Voice activity: speechattn's frame labeler vs silero-vad and webrtcvad, in one harness.
 
-Accuracy: every system labels the SAME dev recordings (by default the simulated dev set the run
-was evaluated on during training: ``dev_data`` in ``RUN_DIR/model.json``; or ``--dev DIR`` with
-audio + RTTM), and all are scored by the same code (:mod:`speechattn.metrics.detection`): frame
+Accuracy: every system labels the SAME dev recordings (by default the simulated dev set the model
+was evaluated on during training, which also chose its checkpoint: simulated again from the model's
+recipe when it is not on this machine; or ``--dev DIR`` with audio + RTTM), and all are scored by the same code (:mod:`speechattn.metrics.detection`): frame
 precision / recall / F1 and detection error rate on a 10 ms grid, no collar.
 
 * ours: ``Labeler.label_file`` (streaming, the recipe's post-processing), as ``speechattn label``;
@@ -28,9 +28,8 @@ needs only ``packaging`` besides torch)::
 
 Usage (timings only mean something on an otherwise idle machine)::
 
-    speechattn train recipes/vad.yaml --run-dir runs/vad                 # ~15 min
-    python benchmarks/vad_baseline.py runs/vad                           # dev F1 + 1-hour timing
-    python benchmarks/vad_baseline.py runs/vad --hours 0.25 --systems ours silero
+    python benchmarks/vad_baseline.py vad        # the shipped model: dev F1 + 1-hour timing
+    python benchmarks/vad_baseline.py runs/vad --hours 0.25 --systems ours silero   # a run of recipes/vad.yaml
     python benchmarks/vad_baseline.py --smoke     # tiny model, 6 dev files, 60 s file: checks the script
 
 Results: a Markdown table on stdout and JSON in ``benchmarks/out/vad_baseline.json``
@@ -76,10 +75,10 @@ INSTALL_HINT = "pip install --no-deps silero-vad==6.2.3 webrtcvad-wheels==2.0.14
 Segments = list  # list[speechattn.data.labels.Segment]
 
 
-def system_ours(run_dir: Path) -> Callable[[Path], Segments]:
+def system_ours(model: str) -> Callable[[Path], Segments]:
     from speechattn.inference import Labeler
 
-    labeler = Labeler.from_run(run_dir)
+    labeler = Labeler.load(model)
     return lambda path: labeler.label_file(path).segments
 
 
@@ -131,13 +130,13 @@ def system_webrtc(mode: int) -> Callable[[Path], Segments]:
     return run
 
 
-def build_systems(names: list[str], run_dir: Path, threads: int) -> dict[str, Callable[[Path], Segments]]:
+def build_systems(names: list[str], model: str, threads: int) -> dict[str, Callable[[Path], Segments]]:
     import torch
 
     out: dict[str, Callable[[Path], Segments]] = {}
     for name in names:
         if name == "ours":
-            out["ours"] = system_ours(run_dir)
+            out["ours"] = system_ours(model)
         elif name == "silero":
             out["silero"] = system_silero()
             out["silero-norm"] = system_silero(normalise=True)
@@ -150,15 +149,13 @@ def build_systems(names: list[str], run_dir: Path, threads: int) -> dict[str, Ca
 
 # --------------------------------------------------------------------------- accuracy
 
-def dev_scores(systems: dict[str, Callable[[Path], Segments]], dev: str, run_dir: Path, limit: int | None
+def dev_scores(systems: dict[str, Callable[[Path], Segments]], dev: str, recipe: Any, limit: int | None
                ) -> dict[str, Any]:
     from speechattn.audio import audio_info
     from speechattn.data.labelled import load_labelled
     from speechattn.data.labels import segments_to_frames
-    from speechattn.inference import load_run_recipe
     from speechattn.metrics.detection import DetectionCounts
 
-    recipe = load_run_recipe(run_dir)
     data = load_labelled(dev, ".", label_map=recipe.data.label_map, tier=recipe.data.tier)
     items = data.items if limit is None else data.items[:limit]
     counts = {name: DetectionCounts(["speech"]) for name in systems}
@@ -224,14 +221,14 @@ def time_systems(systems: dict[str, Callable[[Path], Segments]], path: Path, war
                    "speech_seconds": round(sum(s.end - s.start for s in found[name]), 1)} for name in names}
 
 
-def rss_worker(run_dir: str, path: str, threads: int) -> dict[str, Any]:
+def rss_worker(model: str, path: str, threads: int) -> dict[str, Any]:
     """In a fresh process: load the model, label the file; wall time and whole-process peak RSS."""
     import torch
 
     torch.set_num_threads(threads)
     from speechattn.inference import Labeler
 
-    labeler = Labeler.from_run(run_dir)
+    labeler = Labeler.load(model)
     start = time.perf_counter()
     result = labeler.label_file(path)
     seconds = time.perf_counter() - start
@@ -242,6 +239,24 @@ def rss_worker(run_dir: str, path: str, threads: int) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- driver
 
+def dev_set(recipe: Any, recorded: str | None) -> str:
+    """The dev recordings the model was evaluated on in training: the path its metadata recorded
+    when it is on this machine; else, for a model trained on simulated mixes (the shipped ``vad``),
+    the same dev split simulated again from its recipe's ``data.simulate`` block (same seed, same
+    sources: the same recordings; cached like training's)."""
+    if recorded and Path(recorded).exists():
+        return recorded
+    simulate = recipe.data.simulate
+    if simulate is None:
+        raise SystemExit(f"the model's dev set {recorded!r} is not on this machine; give --dev DIR")
+    from speechattn.data.featcache import cache_dir
+    from speechattn.data.vad_sim import simulate_split
+    from speechattn.utils.paths import data_root
+
+    out = Path(simulate.out_dir) if simulate.out_dir else cache_dir() / "vad_sim"
+    return str(simulate_split(simulate, "dev", data_root(), out).absolute())
+
+
 def smoke_run(out: Path) -> Path:
     """A tiny VAD model (tiny simulation) for the smoke check (trained again when the recipe changes)."""
     return common_smoke_run(REPO / "recipes" / "vad.yaml", [*SMOKE_TRAIN, f"data.simulate.out_dir={out / 'smoke_sim'}"],
@@ -250,8 +265,10 @@ def smoke_run(out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", nargs="?", type=Path, help="a trained frame-labeling run (recipes/vad.yaml)")
-    parser.add_argument("--dev", default=None, help="audio + RTTM to score (default: the run's dev_data)")
+    parser.add_argument("run_dir", nargs="?", metavar="MODEL",
+                        help="a frame labeler: a shipped model name (vad), a model file or a run folder")
+    parser.add_argument("--dev", default=None,
+                        help="audio + RTTM to score (default: the model's dev set, simulated again if not here)")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--hours", type=float, default=None, help="length of the timed file (default 1; 1/60 with --smoke)")
     parser.add_argument("--max-dev-files", type=int, default=None, help="score only the first N dev files")
@@ -280,18 +297,19 @@ def main() -> None:
         if args.run_dir is None:
             args.run_dir = smoke_run(args.out_dir)
     if args.run_dir is None:
-        parser.error("give RUN_DIR (a trained recipes/vad.yaml run) or --smoke")
-    info = json.loads((args.run_dir / "model.json").read_text())
-    dev = args.dev or info.get("dev_data")
-    if not dev:
-        parser.error(f"{args.run_dir}/model.json names no dev_data; give --dev DIR")
+        parser.error("give MODEL (vad, a model file or a recipes/vad.yaml run) or --smoke")
+    from speechattn.inference.runs import load_run_model
 
-    systems = build_systems(args.systems, args.run_dir, args.threads)
-    results: dict[str, Any] = {"run_dir": str(args.run_dir), "environment": environment(), "threads": args.threads,
-                               "run_dev_metrics": info.get("dev_metrics")}
+    source = str(args.run_dir)
+    model = load_run_model(source, "labeling", "frame labeler")
+    dev = args.dev or dev_set(model.recipe, model.info.get("dev_data"))
+
+    systems = build_systems(args.systems, source, args.threads)
+    results: dict[str, Any] = {"model": source, "environment": environment(), "threads": args.threads,
+                               "run_dev_metrics": model.info.get("dev_metrics") or model.card.metrics.get("dev")}
     if not args.skip_accuracy:
         print(f"scoring {len(systems)} systems on {dev} ...", file=sys.stderr, flush=True)
-        results["accuracy"] = dev_scores(systems, dev, args.run_dir, args.max_dev_files)
+        results["accuracy"] = dev_scores(systems, dev, model.recipe, args.max_dev_files)
     path = long_file(dev, args.hours, args.out_dir)
     print(f"timing on {path} ({args.hours:g} h) ...", file=sys.stderr, flush=True)
     warmup = long_file(dev, 10 / 3600, args.out_dir)
