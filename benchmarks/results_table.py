@@ -285,7 +285,11 @@ def print_provenance() -> None:
         flags = " ".join(f for f in SHOWN_FLAGS if f in block["cpu_flags"]) or "none of " + "/".join(SHOWN_FLAGS)
         date = (block.get("date") or "n/r")[:16].replace("T", " ")
         load = block["other_load"]["other_cores"]
-        print(f"| {name} | {block['commit'][:7]} | {block['script'].removeprefix('benchmarks/')} | {date} | "
+        commit = block["commit"][:7]
+        if "runs" in block:  # a summary of runs (seed_summary.py): where and how the runs ran
+            load = max(block["runs"]["other_cores"])
+            commit = f"{block['runs']['commit'][:7]} (runs; summary {commit})"
+        print(f"| {name} | {commit} | {block['script'].removeprefix('benchmarks/')} | {date} | "
               f"{block['cpu_model']} | {flags} | {load:.2f} |")
 
 

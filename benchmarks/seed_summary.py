@@ -97,7 +97,11 @@ def main() -> None:
           f"{s[base]['mean']:.2f} ± {s[base]['sd']:.2f} | {s['ratio']['mean']:.3f} ± {s['ratio']['sd']:.3f} |")
     from speechattn.utils.files import atomic_write_text
 
-    atomic_write_text(args.json, json.dumps({**result, "provenance": provenance()}, indent=2) + "\n")
+    # This process only summarises: the measurements are the runs', so their commit and the load
+    # they ran under go in the block too (results_table.py shows those).
+    block = provenance()
+    block["runs"] = {"commit": result["commit"], "other_cores": [r["other_cores"] for r in result["runs"]]}
+    atomic_write_text(args.json, json.dumps({**result, "provenance": block}, indent=2) + "\n")
     print(f"wrote {args.json}")
 
 
