@@ -1,9 +1,10 @@
 """Voice activity: speechattn's frame labeler vs silero-vad and webrtcvad, in one harness.
 
-Accuracy: every system labels the SAME dev recordings (by default the simulated dev set the model
-was evaluated on during training, which also chose its checkpoint: simulated again from the model's
-recipe when it is not on this machine; or ``--dev DIR`` with audio + RTTM), and all are scored by the same code (:mod:`speechattn.metrics.detection`): frame
-precision / recall / F1 and detection error rate on a 10 ms grid, no collar.
+Accuracy: every system labels the SAME dev recordings (by default the simulated dev set the
+model was evaluated on during training, which also chose its checkpoint: simulated again from
+the model's recipe when it is not on this machine; or ``--dev DIR`` with audio + RTTM), and all
+are scored by the same code (:mod:`speechattn.metrics.detection`): frame precision / recall /
+F1 and detection error rate on a 10 ms grid, no collar.
 
 * ours: ``Labeler.label_file`` (streaming, the recipe's post-processing), as ``speechattn label``;
 * silero-vad: ``get_speech_timestamps(wav, model)`` with its default parameters (threshold 0.5,
