@@ -253,7 +253,7 @@ def shipped() -> list[list[str]]:
 HEADER = ["Task", "Metric", "Split", "Ours", "Baseline, same run", "Cmd", "Wall", "JSON in benchmarks/results/"]
 
 
-SECTIONS = [shipped, fsdd, vad, ctc, attention, encoder, reliability]
+SECTIONS = [shipped, fsdd, speaker, vad, ctc, attention, encoder, reliability]
 
 
 def print_table() -> None:
