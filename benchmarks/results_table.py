@@ -160,26 +160,25 @@ def vad() -> list[list[str]]:
              f"silero-vad {speed['silero']['seconds']:.1f}", "8", wall, name]]
 
 
+def seed_pairs(name: str, task: str, metric: str, peer: str, digits: int, command: str) -> list[list[str]]:
+    """The row of a same-harness comparison over seeds (``seed_summary.py``'s JSON): mean ± sd of
+    ours and of the peer, at the runs' step count."""
+    r = load(name)
+    s, n, ours, base = r["summary"], r["summary"]["ratio"]["n"], r["ours"], r["baseline"]
+    steps = r["runs"][0]["steps"][ours]
+    return [[f"{task}, {steps} steps (same harness)", f"{metric}, mean ± sd", "dev†",
+             f"{s[ours]['mean']:.{digits}f} ± {s[ours]['sd']:.{digits}f} ({n} seeds)",
+             f"{peer} {s[base]['mean']:.{digits}f} ± {s[base]['sd']:.{digits}f}", command, "n/r", name]]
+
+
 def ctc() -> list[list[str]]:
     """Ours against torchaudio's Conformer of the same size, same harness, several seeds."""
-    name = "asr_seeds.json"
-    r = load(name)
-    s, n = r["summary"], r["summary"]["ratio"]["n"]
-    steps = r["runs"][0]["steps"]["truncated"]
-    return [[f"CTC phones, {steps} steps (same harness)", "PER %, mean ± sd", "dev†",
-             f"{s['truncated']['mean']:.1f} ± {s['truncated']['sd']:.1f} ({n} seeds)",
-             f"Conformer {s['conformer']['mean']:.1f} ± {s['conformer']['sd']:.1f}", "9", "n/r", name]]
+    return seed_pairs("asr_seeds.json", "CTC phones", "PER %", "Conformer", 1, "9")
 
 
 def speaker() -> list[list[str]]:
     """Ours against SpeechBrain's ECAPA-TDNN, same harness and steps, several seeds."""
-    name = "speaker_seeds.json"
-    r = load(name)
-    s, n = r["summary"], r["summary"]["ratio"]["n"]
-    steps = r["runs"][0]["steps"]["truncated"]
-    return [[f"Speaker verification, {steps} steps (same harness)", "EER %, mean ± sd", "dev†",
-             f"{s['truncated']['mean']:.2f} ± {s['truncated']['sd']:.2f} ({n} seeds)",
-             f"ECAPA-TDNN {s['ecapa']['mean']:.2f} ± {s['ecapa']['sd']:.2f}", "10", "n/r", name]]
+    return seed_pairs("speaker_seeds.json", "Speaker verification", "EER %", "ECAPA-TDNN", 2, "10")
 
 
 def attention() -> list[list[str]]:
