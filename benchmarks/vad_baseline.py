@@ -247,15 +247,12 @@ def dev_set(recipe: Any, recorded: str | None) -> str:
     sources: the same recordings; cached like training's)."""
     if recorded and Path(recorded).exists():
         return recorded
-    simulate = recipe.data.simulate
-    if simulate is None:
+    if recipe.data.simulate is None:
         raise SystemExit(f"the model's dev set {recorded!r} is not on this machine; give --dev DIR")
-    from speechattn.data.featcache import cache_dir
-    from speechattn.data.vad_sim import simulate_split
+    from speechattn.tasks.labeling import simulated_split
     from speechattn.utils.paths import data_root
 
-    out = Path(simulate.out_dir) if simulate.out_dir else cache_dir() / "vad_sim"
-    return str(simulate_split(simulate, "dev", data_root(), out).absolute())
+    return str(simulated_split(recipe, "dev", data_root()).absolute())
 
 
 def smoke_run(out: Path) -> Path:

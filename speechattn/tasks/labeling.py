@@ -40,7 +40,7 @@ from speechattn.recipes.labeling import LabelRecipe
 from speechattn.utils.distributed import rank_slice, rank_world
 from speechattn.utils.paths import data_root as resolve_data_root
 
-__all__ = ["LabelTask", "prepare_data"]
+__all__ = ["LabelTask", "prepare_data", "simulated_split"]
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,22 @@ def prepare_data(recipe: LabelRecipe, root: Path, progress: bool | None = None) 
     if data.simulate is None:
         assert data.train is not None and data.dev is not None
         return data.train, data.dev
+    train = simulated_split(recipe, "train", root, progress=progress)
+    dev = simulated_split(recipe, "dev", root, progress=progress)
+    return str(train.absolute()), str(dev.absolute())
+
+
+def simulated_split(recipe: LabelRecipe, split: str, root: Path, progress: bool | None = None) -> Path:
+    """The folder of the recipe's simulated ``split`` ("train" or "dev"): written on first use,
+    then reused from ``data.simulate.out_dir`` (default: the cache's ``vad_sim``)."""
     from speechattn.data.featcache import cache_dir
     from speechattn.data.vad_sim import simulate_split
 
-    sim = data.simulate
+    sim = recipe.data.simulate
+    if sim is None:
+        raise ValueError("the recipe has no data.simulate block")
     out = Path(sim.out_dir) if sim.out_dir else cache_dir() / "vad_sim"
-    train = simulate_split(sim, "train", root, out, progress=progress)
-    dev = simulate_split(sim, "dev", root, out, progress=progress)
-    return str(train.absolute()), str(dev.absolute())
+    return simulate_split(sim, split, root, out, progress=progress)
 
 
 def _load(recipe: LabelRecipe, reference: str, labels: str | None, root: Path, limit: int | None) -> LabelledSet:
